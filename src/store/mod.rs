@@ -1,0 +1,15 @@
+//! The event store: postgres-es's `events` table, written and read by us.
+//!
+//! We keep postgres-es's schema and serialized form (so its `PostgresEventRepository`
+//! can still read our store, see the tests) but append with our own statement: one
+//! multi-row `INSERT .. RETURNING position` for any number of events and aggregates,
+//! which postgres-es cannot do (it inserts row by row and returns no positions).
+
+mod event_store;
+pub mod reader;
+
+pub use event_store::{Appended, EventStore, Loaded, NewEvent, StoreError};
+pub use reader::{Checkpoint, OrderedReader, StoredEvent, Tail};
+
+/// The NOTIFY channel the `events_appended` trigger signals on commit.
+pub const EVENTS_CHANNEL: &str = "vulnledger_events";

@@ -1,0 +1,196 @@
+//! Reads committed events in commit order, never skipping a late committer.
+//!
+//! `position` is an identity handed out at insert time, before commit: a transaction
+//! can take position 10, stay open, and commit after another one took 11 and
+//! committed. A reader that followed `position > checkpoint` would move past 10 and
+//! never see it. Instead every row records its transaction id (`xid8`), and we read
+//! only rows whose transaction is older than the oldest transaction still running
+//! (`pg_snapshot_xmin(pg_current_snapshot())`): those are all finished, and every
+//! transaction that writes later gets a larger id. Ordering by (txid, position) is
+//! therefore a total order that only ever grows at the end, and a per-aggregate
+//! order too, because a later sequence can only be written after the earlier one
+//! committed.
+//!
+//! The cost: a long-running transaction anywhere in the cluster holds the horizon
+//! back (latency, not loss).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::postgres::{PgListener, PgRow};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::EVENTS_CHANNEL;
+
+/// Where a reader stands: the last event it handed out, in commit order.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Checkpoint {
+    pub txid: i64,
+    pub position: i64,
+}
+
+impl Checkpoint {
+    /// Before the first event.
+    pub const START: Checkpoint = Checkpoint {
+        txid: 0,
+        position: 0,
+    };
+}
+
+/// An event as stored, with everything a subscriber or auditor needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub txid: i64,
+    pub tenant_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    /// cqrs-es's externally tagged form: `{"<EventType>": {...}}`.
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            txid: self.txid,
+            position: self.position,
+        }
+    }
+
+    /// The event's own fields, without the enum tag (what subscribers and auditors see).
+    pub fn data(&self) -> &Value {
+        self.payload.get(&self.event_type).unwrap_or(&self.payload)
+    }
+
+    pub fn metadata_str(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(Value::as_str)
+    }
+
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            position: row.try_get("position")?,
+            txid: row.try_get("txid")?,
+            tenant_id: row.try_get("tenant_id")?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct OrderedReader {
+    pool: PgPool,
+}
+
+impl OrderedReader {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Up to `limit` committed events after `after`, in commit order. An empty
+    /// answer means "nothing safe to read yet", not "the end".
+    pub async fn read_batch(
+        &self,
+        after: Checkpoint,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT position, txid::text::bigint AS txid, tenant_id, aggregate_type, aggregate_id, \
+                    sequence, event_type, event_version, payload, metadata, recorded_at \
+             FROM events \
+             WHERE (txid, position) > ($1::bigint::text::xid8, $2) \
+               AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY txid, position \
+             LIMIT $3",
+        )
+        .bind(after.txid)
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(StoredEvent::from_row).collect()
+    }
+
+    /// Follows the store from `from`: see [`Tail`].
+    pub async fn tail(&self, from: Checkpoint, batch_size: i64) -> Result<Tail, sqlx::Error> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(EVENTS_CHANNEL).await?;
+        Ok(Tail {
+            reader: self.clone(),
+            listener,
+            checkpoint: from,
+            batch_size,
+            poll_interval: Duration::from_millis(500),
+        })
+    }
+}
+
+/// A reader that waits for new events: woken by the store's NOTIFY, and polling
+/// as well, because a notification can be missed while reconnecting and because
+/// an event that was not yet below the horizon when we were woken needs a retry.
+pub struct Tail {
+    reader: OrderedReader,
+    listener: PgListener,
+    checkpoint: Checkpoint,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+impl Tail {
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.checkpoint
+    }
+
+    /// The next non-empty batch; advances the checkpoint past it.
+    pub async fn next_batch(&mut self) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        // Set after a wake-up that found nothing readable: something committed but an
+        // older transaction still holds the horizon, so look again soon, backing off.
+        let mut recheck: Option<Duration> = None;
+        loop {
+            let batch = self
+                .reader
+                .read_batch(self.checkpoint, self.batch_size)
+                .await?;
+            if let Some(last) = batch.last() {
+                self.checkpoint = last.checkpoint();
+                return Ok(batch);
+            }
+            if let Some(delay) = recheck {
+                tokio::time::sleep(delay).await;
+                recheck = Some(delay * 2).filter(|d| *d < self.poll_interval);
+                continue;
+            }
+            match tokio::time::timeout(self.poll_interval, self.listener.try_recv()).await {
+                Ok(Ok(Some(_))) => recheck = Some(Duration::from_millis(1)),
+                // The connection dropped; PgListener reconnects on the next call and
+                // the read above covers whatever was appended meanwhile.
+                Ok(Ok(None)) | Err(_) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "event notification listener failed; polling");
+                    tokio::time::sleep(self.poll_interval).await;
+                }
+            }
+        }
+    }
+}
