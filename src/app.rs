@@ -1,0 +1,66 @@
+//! Builds the running product from a config: pool, migrations, state, listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::CommandService;
+use crate::config::Config;
+use crate::db;
+use crate::http::{self, AppState};
+use crate::store::EventStore;
+
+/// A bound, migrated application, ready to serve. Tests build one on port 0.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.jwt_secret.is_none() {
+            tracing::warn!(
+                "JWT_SECRET is not set: using a random secret, so tokens die with this process"
+            );
+        }
+        let pool = db::connect(&config.database_url, config.database_max_connections).await?;
+        db::migrate(&pool).await?;
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
+        let state = AppState {
+            commands: CommandService::new(EventStore::new(pool.clone())),
+            pool,
+            config: Arc::new(config),
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let addr = self.local_addr();
+        tracing::info!(%addr, "vulnledger is listening");
+        axum::serve(
+            self.listener,
+            http::router(self.state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("the HTTP server failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! The `vulnledger` command line. Each verb is a thin call into the library.
+
+use std::io::{IsTerminal, Read};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use vulnledger_aggregates::Role;
+
+use crate::app::Application;
+use crate::config::{self, Config};
+use crate::db;
+use crate::identity::{self, NewUser};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vulnledger",
+    version,
+    about = "Event-sourced vulnerability management"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API; applies pending migrations first.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Write one JSON Schema per event type (the committed catalogue in `schemas/`).
+    Schemas {
+        #[arg(long, default_value = "schemas")]
+        out: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its id.
+    Create {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user and print its id. The password is read from standard input.
+    Create {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        /// admin, security_lead, analyst or viewer.
+        #[arg(long)]
+        role: Role,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => {
+            let config = Config::from_env()?;
+            let shutdown = CancellationToken::new();
+            crate::shutdown::on_signal(shutdown.clone());
+            Application::build(config).await?.run(shutdown).await
+        }
+        Command::Schemas { out } => {
+            let written = crate::schemas::write(&out)?;
+            println!("{written} schemas written to {}", out.display());
+            Ok(())
+        }
+        Command::Migrate => {
+            let pool = connect().await?;
+            db::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create { slug, name }) => {
+            let pool = connect().await?;
+            let tenant = identity::create_tenant(&pool, &slug, &name).await?;
+            println!("{}", tenant.id);
+            Ok(())
+        }
+        Command::User(UserCommand::Create {
+            tenant,
+            email,
+            role,
+        }) => {
+            let password = read_password()?;
+            let pool = connect().await?;
+            let user = identity::create_user(
+                &pool,
+                NewUser {
+                    tenant_slug: &tenant,
+                    email: &email,
+                    password: &password,
+                    role,
+                },
+            )
+            .await?;
+            println!("{}", user.id);
+            Ok(())
+        }
+    }
+}
+
+/// The commands other than `serve` need only the database, and a schema that is
+/// current: they apply pending migrations themselves so that order does not matter.
+async fn connect() -> anyhow::Result<sqlx::PgPool> {
+    let pool = db::connect(&config::database_url()?, 2).await?;
+    db::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// A password never goes on the command line (shell history, `ps`): it comes from
+/// standard input, prompted without echo on a terminal, piped otherwise.
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password("Password: ").context("cannot read the password");
+    }
+    let mut raw = String::new();
+    std::io::stdin()
+        .read_to_string(&mut raw)
+        .context("cannot read the password from standard input")?;
+    let password = raw
+        .strip_suffix("\r\n")
+        .or_else(|| raw.strip_suffix('\n'))
+        .unwrap_or(&raw);
+    Ok(password.to_owned())
+}

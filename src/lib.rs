@@ -1,0 +1,13 @@
+//! vulnledger: an event-sourced vulnerability-management backend.
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod identity;
+pub mod schemas;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;

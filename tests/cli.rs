@@ -1,0 +1,276 @@
+//! The `vulnledger` binary as an operator uses it: real process, real database.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vulnledger");
+
+fn vulnledger(database_url: Option<&str>, args: &[&str], stdin: &str) -> Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    let mut child = command.spawn().expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).trim().to_owned()
+}
+
+async fn count(pool: &sqlx::PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[test]
+fn migrate_on_an_unreachable_database_says_so_in_one_line_and_fails() {
+    let out = vulnledger(
+        Some("postgres://postgres:hunter2@127.0.0.1:1/nowhere"),
+        &["migrate"],
+        "",
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach the database"), "{err}");
+    assert!(!err.contains("hunter2"), "the password leaked: {err}");
+}
+
+#[test]
+fn a_missing_or_invalid_environment_value_names_the_variable() {
+    let out = vulnledger(None, &["migrate"], "");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("DATABASE_URL"), "{}", stderr(&out));
+
+    let out = vulnledger(Some("mysql://localhost/x"), &["migrate"], "");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("DATABASE_URL"), "{}", stderr(&out));
+
+    let mut serve = Command::new(BIN);
+    let out = serve
+        .arg("serve")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x")
+        .env("BIND_ADDR", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("BIND_ADDR"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_and_is_idempotent() {
+    let db = common::fresh_db().await;
+    for _ in 0..2 {
+        let out = vulnledger(Some(&db.url), &["migrate"], "");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(count(&db.pool, "events").await, 0);
+}
+
+#[tokio::test]
+async fn tenant_and_user_create_print_the_new_ids() {
+    let db = common::fresh_db().await;
+    let out = vulnledger(
+        Some(&db.url),
+        &["tenant", "create", "--slug", "acme", "--name", "Acme Corp"],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tenant_id: uuid::Uuid = stdout(&out).parse().expect("a tenant id");
+
+    let out = vulnledger(
+        Some(&db.url),
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--email",
+            "Lead@Acme.test",
+            "--role",
+            "security_lead",
+        ],
+        "a long enough passphrase\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let user_id: uuid::Uuid = stdout(&out).parse().expect("a user id");
+
+    let (tenant, email, role, hash): (uuid::Uuid, String, String, String) =
+        sqlx::query_as("SELECT tenant_id, email, role, password_hash FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(tenant, tenant_id);
+    assert_eq!(email, "lead@acme.test");
+    assert_eq!(role, "security_lead");
+    assert!(hash.starts_with("$argon2id$"));
+    // The trailing newline of the piped password is not part of it.
+    assert!(vulnledger::identity::verify_password(
+        "a long enough passphrase",
+        &hash
+    ));
+}
+
+#[tokio::test]
+async fn user_create_refuses_bad_input_and_writes_nothing() {
+    let db = common::fresh_db().await;
+    let out = vulnledger(
+        Some(&db.url),
+        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let create = |email: &str, tenant: &str, role: &str, password: &str| {
+        vulnledger(
+            Some(&db.url),
+            &[
+                "user", "create", "--tenant", tenant, "--email", email, "--role", role,
+            ],
+            password,
+        )
+    };
+    let ok = create("a@acme.test", "acme", "analyst", "a long enough passphrase");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    let cases = [
+        (
+            create("b@acme.test", "nope", "analyst", "a long enough passphrase"),
+            "no tenant",
+        ),
+        (create("b@acme.test", "acme", "analyst", ""), "too weak"),
+        (
+            create("b@acme.test", "acme", "analyst", "short"),
+            "too weak",
+        ),
+        (
+            create("A@ACME.test", "acme", "viewer", "another long passphrase"),
+            "already exists",
+        ),
+        (
+            create("not-an-email", "acme", "viewer", "another long passphrase"),
+            "email",
+        ),
+        (
+            create(
+                "c@acme.test",
+                "acme",
+                "superuser",
+                "another long passphrase",
+            ),
+            "superuser",
+        ),
+    ];
+    for (out, expected) in cases {
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains(expected),
+            "wanted {expected:?} in {}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty());
+    }
+    assert_eq!(count(&db.pool, "users").await, 1);
+}
+
+#[tokio::test]
+async fn tenant_create_refuses_a_duplicate_or_malformed_slug() {
+    let db = common::fresh_db().await;
+    let create = |slug: &str| {
+        vulnledger(
+            Some(&db.url),
+            &["tenant", "create", "--slug", slug, "--name", "Acme"],
+            "",
+        )
+    };
+    assert!(create("acme").status.success());
+    for (slug, expected) in [
+        ("acme", "already exists"),
+        ("Acme!", "slug"),
+        ("-x", "slug"),
+    ] {
+        let out = create(slug);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(expected), "{slug}: {}", stderr(&out));
+    }
+    assert_eq!(count(&db.pool, "tenants").await, 1);
+}
+
+#[tokio::test]
+async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
+    let db = common::fresh_db().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        match client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+        {
+            Ok(response) => break response,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("serve never answered: {e}"),
+        }
+    };
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+
+    // serve applied the migrations at start.
+    assert_eq!(count(&db.pool, "tenants").await, 0);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "serve exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
