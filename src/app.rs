@@ -7,9 +7,12 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::jwt::JwtKeys;
+use crate::auth::AuthCaches;
 use crate::commands::CommandService;
 use crate::config::Config;
 use crate::db;
+use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AppState};
 use crate::store::EventStore;
 
@@ -31,8 +34,19 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
+        let secret = config.jwt_secret.clone().map_or_else(
+            || {
+                let mut bytes = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+                bytes.to_vec()
+            },
+            String::into_bytes,
+        );
         let state = AppState {
             commands: CommandService::new(EventStore::new(pool.clone())),
+            jwt: JwtKeys::new(&secret, config.jwt_expires_in),
+            auth_caches: AuthCaches::default(),
+            rate_limits: RateLimits::new(config.rate_limit_auth, config.rate_limit_tenant),
             pool,
             config: Arc::new(config),
         };

@@ -1,6 +1,7 @@
 //! vulnledger: an event-sourced vulnerability-management backend.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;

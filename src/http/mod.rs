@@ -1,33 +1,70 @@
-//! The HTTP surface: router, problems, request ids.
+//! The HTTP surface: router, problems, request ids, auth and limits.
 
+mod error;
 mod health;
+mod json;
+pub mod limits;
+pub mod openapi;
+pub mod pagination;
+mod path;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
+pub mod routes;
 
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::jwt::JwtKeys;
+use crate::auth::AuthCaches;
 use crate::commands::CommandService;
 use crate::config::Config;
+pub use error::Error;
+pub use json::ApiJson;
+pub use path::ApiPath;
 pub use problem::{FieldError, Problem};
+use rate_limit::RateLimits;
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
     pub commands: CommandService,
+    pub jwt: JwtKeys,
+    pub auth_caches: AuthCaches,
+    pub rate_limits: Arc<RateLimits>,
 }
 
+/// Layers, outermost first: request id (so every response and problem has one),
+/// panic catcher (a panic becomes a generic 500 problem), tracing, credential
+/// resolution, rate limits, body limit, then the routes.
 pub fn router(state: AppState) -> Router {
+    let (api, _openapi) = openapi::routes();
     Router::new()
         .route("/health", get(health::health))
+        .merge(api)
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(limits::DEFAULT_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware,
+        ))
         .with_state(state)
         .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a handler panicked");
+            axum::response::IntoResponse::into_response(Problem::internal())
+        }))
         .layer(axum::middleware::from_fn(request_id::middleware))
 }

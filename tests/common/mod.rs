@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use vulnledger::app::Application;
 use vulnledger::config::Config;
+use vulnledger_aggregates::Role;
 
 pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -72,7 +73,9 @@ pub fn test_config(database_url: &str) -> Config {
         jwt_expires_in: Duration::from_secs(900),
         jwt_refresh_expires_in: Duration::from_secs(7 * 86_400),
         bind_addr: "127.0.0.1:0".parse().unwrap(),
-        rate_limit_auth: 10,
+        // High so that tests logging in many times are not limited; the limit itself
+        // is tested with `spawn_app_with`.
+        rate_limit_auth: 1000,
         rate_limit_tenant: 6000,
         report_max_bytes: 32 * 1024 * 1024,
         cookie_secure: false,
@@ -100,8 +103,15 @@ impl Drop for TestApp {
 
 /// The whole application on port 0 against a fresh database.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Same, with the configuration adjusted first (e.g. tight rate limits).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let db = fresh_db().await;
-    let app = Application::build(test_config(&db.url))
+    let mut config = test_config(&db.url);
+    adjust(&mut config);
+    let app = Application::build(config)
         .await
         .expect("application builds");
     let address = app.local_addr();
@@ -115,5 +125,90 @@ pub async fn spawn_app() -> TestApp {
             .build()
             .unwrap(),
         shutdown,
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A signed-in person.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub email: String,
+    pub token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    /// Creates the tenant if needed; returns its id.
+    pub async fn tenant(&self, slug: &str) -> Uuid {
+        match vulnledger::identity::find_tenant_by_slug(&self.db.pool, slug).await {
+            Ok(t) => t.id,
+            Err(_) => {
+                vulnledger::identity::create_tenant(&self.db.pool, slug, slug)
+                    .await
+                    .expect("tenant")
+                    .id
+            }
+        }
+    }
+
+    /// Creates a user with [`PASSWORD`] in `slug` (creating the tenant too).
+    pub async fn user(&self, slug: &str, email: &str, role: Role) -> Uuid {
+        self.tenant(slug).await;
+        vulnledger::identity::create_user(
+            &self.db.pool,
+            vulnledger::identity::NewUser {
+                tenant_slug: slug,
+                email,
+                password: PASSWORD,
+                role,
+            },
+        )
+        .await
+        .expect("user")
+        .id
+    }
+
+    pub async fn login(&self, email: &str) -> Session {
+        let response = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "login of {email}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        Session {
+            user_id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+            tenant_id: body["user"]["tenantId"].as_str().unwrap().parse().unwrap(),
+            email: email.to_owned(),
+            token: body["token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refreshToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A new user of `role` in `slug`, signed in.
+    pub async fn signed_in(&self, slug: &str, role: Role) -> Session {
+        let email = format!("{}-{}@{slug}.test", role, Uuid::new_v4().simple());
+        self.user(slug, &email, role).await;
+        self.login(&email).await
+    }
+
+    /// An API key with `scopes`, created by `session`; returns the whole key.
+    pub async fn api_key(&self, session: &Session, scopes: &[&str]) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/v1/api-keys"))
+            .bearer_auth(&session.token)
+            .json(&serde_json::json!({ "name": "ci", "scopes": scopes }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "api key creation");
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["key"].as_str().unwrap().to_owned()
     }
 }

@@ -1,0 +1,75 @@
+//! The OpenAPI 3.1 document is generated from the handlers themselves: each route is
+//! registered through `routes!`, which records its `#[utoipa::path]` at the same
+//! time, so a route cannot exist without its documentation.
+
+use axum::Router;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::routes::{admin, api_keys, auth};
+use super::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vulnledger",
+        description = "Event-sourced vulnerability management. Errors are RFC 7807 problems (application/problem+json)."
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "auth", description = "Sessions for people"),
+        (name = "api-keys", description = "Keys for scanners and CI"),
+        (name = "admin", description = "Tenant administration"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or vlk_ API key")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The `/api/v1` routes, the document describing them, and the document and UI
+/// routes (`/api/openapi.json`, `/api/docs`, assets served by us, no CDN).
+pub fn routes() -> (Router<AppState>, Document) {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(admin::update_user));
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .split_for_parts();
+    let ui = SwaggerUi::new("/api/docs").url("/api/openapi.json", document.clone());
+    (router.merge(ui), document)
+}
+
+/// The document alone, for `vulnledger openapi` and tests.
+pub fn document() -> Document {
+    routes().1
+}

@@ -1,0 +1,3 @@
+pub mod admin;
+pub mod api_keys;
+pub mod auth;
