@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use vulnledger_aggregates::Role;
 
 use crate::app::Application;
+use crate::auth::Scope;
 use crate::config::{self, Config};
 use crate::db;
 use crate::identity::{self, NewUser};
@@ -35,6 +36,11 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Print the OpenAPI 3.1 document.
+    Openapi,
     /// Write one JSON Schema per event type (the committed catalogue in `schemas/`).
     Schemas {
         #[arg(long, default_value = "schemas")]
@@ -68,6 +74,27 @@ pub enum UserCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key for a user and print its id and the key (shown once).
+    Create {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// Email of the user the key acts for; its scopes may not exceed their role.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated, e.g. scans:write,findings:read.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<Scope>,
+        /// RFC 3339 time after which the key stops working.
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
@@ -75,6 +102,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             crate::shutdown::on_signal(shutdown.clone());
             Application::build(config).await?.run(shutdown).await
+        }
+        Command::Openapi => {
+            let document = crate::http::openapi::document();
+            println!("{}", document.to_pretty_json()?);
+            Ok(())
+        }
+        Command::ApiKey(ApiKeyCommand::Create {
+            tenant,
+            user,
+            name,
+            scopes,
+            expires_at,
+        }) => {
+            let pool = connect().await?;
+            let creator = identity::principal_of(&pool, &tenant, &user).await?;
+            let created =
+                crate::auth::api_keys::create(&pool, &creator, &name, scopes, expires_at).await?;
+            println!("{}", created.view.id);
+            println!("{}", created.key);
+            Ok(())
         }
         Command::Schemas { out } => {
             let written = crate::schemas::write(&out)?;

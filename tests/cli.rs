@@ -274,3 +274,106 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[tokio::test]
+async fn api_key_create_prints_the_id_and_a_key_bounded_by_the_users_role() {
+    let db = common::fresh_db().await;
+    let run = |args: &[&str], stdin: &str| vulnledger(Some(&db.url), args, stdin);
+    assert!(run(
+        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
+        ""
+    )
+    .status
+    .success());
+    let user = run(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--email",
+            "ci@acme.test",
+            "--role",
+            "analyst",
+        ],
+        "a long enough passphrase",
+    );
+    assert!(user.status.success(), "{}", stderr(&user));
+
+    let out = run(
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--user",
+            "ci@acme.test",
+            "--name",
+            "gitlab",
+            "--scopes",
+            "scans:write,scans:read",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    let mut lines = printed.lines();
+    let id: uuid::Uuid = lines.next().unwrap().parse().expect("the key's id");
+    let key = lines.next().expect("the key");
+    assert!(key.starts_with("vlk_"));
+    let (scopes, owner): (Vec<String>, uuid::Uuid) =
+        sqlx::query_as("SELECT scopes, user_id FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(scopes, ["scans:read", "scans:write"]);
+    assert_eq!(owner.to_string(), stdout(&user));
+
+    for (args, expected) in [
+        (vec!["--scopes", "audit:read"], "cannot grant audit:read"),
+        (vec!["--scopes", "bogus"], "unknown scope"),
+    ] {
+        let mut all = vec![
+            "api-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--user",
+            "ci@acme.test",
+            "--name",
+            "x",
+        ];
+        all.extend(args);
+        let out = run(&all, "");
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    }
+    let out = run(
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--user",
+            "nobody@acme.test",
+            "--name",
+            "x",
+            "--scopes",
+            "scans:read",
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no active user"), "{}", stderr(&out));
+    assert_eq!(count(&db.pool, "api_keys").await, 1);
+}
+
+#[test]
+fn openapi_prints_the_3_1_document_without_a_database() {
+    let out = vulnledger(None, &["openapi"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/api/v1/api-keys"]["post"].is_object());
+}

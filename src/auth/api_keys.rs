@@ -9,7 +9,11 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use vulnledger_aggregates::Role;
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use super::{Principal, Scope, Via};
+use crate::http::Error;
 
 pub const KEY_PREFIX: &str = "vlk_";
 const PREFIX_LEN: usize = 12;
@@ -60,6 +64,79 @@ impl KeyRecord {
             },
         }
     }
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_by: Uuid,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub view: ApiKeyView,
+    /// The whole key. Shown once: only its hash is kept.
+    pub key: String,
+}
+
+pub const COLUMNS: &str =
+    "id, name, prefix, scopes, user_id AS created_by, expires_at, created_at, revoked_at";
+
+/// Creates a key for `creator`, whose role bounds the scopes it may carry.
+pub async fn create(
+    pool: &PgPool,
+    creator: &Principal,
+    name: &str,
+    mut scopes: Vec<Scope>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<CreatedApiKey, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::field("name", "must be 1 to 100 characters"));
+    }
+    scopes.sort_by_key(|s| s.as_str());
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(Error::field("scopes", "name at least one scope"));
+    }
+    if let Some(scope) = scopes
+        .iter()
+        .find(|s| !creator.role.at_least(s.least_role()))
+    {
+        return Err(Error::Forbidden(format!(
+            "your role ({}) cannot grant {scope}",
+            creator.role
+        )));
+    }
+    if expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(Error::field("expiresAt", "must be in the future"));
+    }
+    let (prefix, secret, key) = generate();
+    let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let view: ApiKeyView = sqlx::query_as(&format!(
+        "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, secret_hash, scopes, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(creator.tenant_id)
+    .bind(creator.user_id)
+    .bind(name)
+    .bind(&prefix)
+    .bind(hash(&secret))
+    .bind(&scope_names)
+    .bind(expires_at)
+    .fetch_one(pool)
+    .await?;
+    Ok(CreatedApiKey { view, key })
 }
 
 pub fn hash(secret: &str) -> Vec<u8> {

@@ -158,7 +158,7 @@ impl From<IdentityError> for Error {
             IdentityError::WeakPassword(why) => {
                 Error::field("password", format!("too weak: {why}"))
             }
-            IdentityError::UnknownTenant(_) => Error::NotFound,
+            IdentityError::UnknownTenant(_) | IdentityError::UnknownUser(_) => Error::NotFound,
             IdentityError::DuplicateSlug(_) | IdentityError::DuplicateEmail(_) => {
                 Error::Conflict(e.to_string())
             }

@@ -68,7 +68,9 @@ impl PageParams {
         }
         let page = self.page.unwrap_or(1);
         if !(1..=1_000_000).contains(&page) {
-            return Err(Error::BadRequest("page must be between 1 and 1000000".into()));
+            return Err(Error::BadRequest(
+                "page must be between 1 and 1000000".into(),
+            ));
         }
         let after = match &self.cursor {
             None => None,

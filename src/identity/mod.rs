@@ -7,7 +7,7 @@ mod users;
 
 pub use password::{hash_password, verify_password, PasswordPolicy};
 pub use tenants::{create_tenant, find_tenant_by_slug, Tenant};
-pub use users::{create_user, NewUser, User};
+pub use users::{create_user, normalize_email, principal_of, NewUser, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -20,6 +20,8 @@ pub enum IdentityError {
     WeakPassword(String),
     #[error("no tenant with slug {0:?}")]
     UnknownTenant(String),
+    #[error("no active user {0:?} in that tenant")]
+    UnknownUser(String),
     #[error("a tenant with slug {0:?} already exists")]
     DuplicateSlug(String),
     #[error("a user with email {0:?} already exists")]

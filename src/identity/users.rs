@@ -83,6 +83,39 @@ pub fn normalize_email(raw: &str) -> Result<String, IdentityError> {
     }
 }
 
+/// The active user `email` of tenant `slug`, as a principal acting in person
+/// (for operator commands such as `api-key create`).
+pub async fn principal_of(
+    pool: &PgPool,
+    slug: &str,
+    email: &str,
+) -> Result<crate::auth::Principal, IdentityError> {
+    let tenant = find_tenant_by_slug(pool, slug).await?;
+    let email = normalize_email(email)?;
+    let row: Option<(Uuid, String, bool)> =
+        sqlx::query_as("SELECT id, role, active FROM users WHERE tenant_id = $1 AND email = $2")
+            .bind(tenant.id)
+            .bind(&email)
+            .fetch_optional(pool)
+            .await?;
+    let Some((user_id, role, true)) = row else {
+        return Err(IdentityError::UnknownUser(email));
+    };
+    Ok(crate::auth::Principal {
+        tenant_id: tenant.id,
+        tenant_slug: tenant.slug,
+        user_id,
+        email,
+        role: role.parse().map_err(|_| IdentityError::Invalid {
+            field: "role",
+            message: format!("stored role {role:?} is unknown"),
+        })?,
+        via: crate::auth::Via::Session {
+            session_id: Uuid::nil(),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::normalize_email;

@@ -4,13 +4,14 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 use vulnledger_aggregates::Role;
 
-use crate::auth::{api_keys, perm, Authorized, Scope};
+use crate::auth::api_keys::{self, ApiKeyView, CreatedApiKey, COLUMNS};
+use crate::auth::{perm, Authorized, Scope};
 use crate::http::pagination::{ApiQuery, PageParams, Paginated};
 use crate::http::{ApiJson, ApiPath, AppState, Error};
 
@@ -24,31 +25,6 @@ pub struct CreateApiKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiKeyView {
-    pub id: Uuid,
-    pub name: String,
-    pub prefix: String,
-    pub scopes: Vec<String>,
-    pub created_by: Uuid,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CreatedApiKey {
-    #[serde(flatten)]
-    pub view: ApiKeyView,
-    /// The whole key. Shown once: only its hash is kept.
-    pub key: String,
-}
-
-const COLUMNS: &str =
-    "id, name, prefix, scopes, user_id AS created_by, expires_at, created_at, revoked_at";
-
 /// Create a key. Its scopes may not exceed what your role allows.
 #[utoipa::path(post, path = "/api-keys", tag = TAG, request_body = CreateApiKey,
     responses((status = 201, body = CreatedApiKey), (status = 403, description = "a scope exceeds your role"),
@@ -58,44 +34,16 @@ pub async fn create(
     principal: Authorized<perm::Session>,
     ApiJson(body): ApiJson<CreateApiKey>,
 ) -> Result<impl IntoResponse, Error> {
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(Error::field("name", "must be 1 to 100 characters"));
-    }
-    let mut scopes = body.scopes;
-    scopes.sort_by_key(|s| s.as_str());
-    scopes.dedup();
-    if scopes.is_empty() {
-        return Err(Error::field("scopes", "name at least one scope"));
-    }
-    if let Some(scope) = scopes
-        .iter()
-        .find(|s| !principal.role.at_least(s.least_role()))
-    {
-        return Err(Error::Forbidden(format!(
-            "your role ({}) cannot grant {scope}",
-            principal.role
-        )));
-    }
-    if body.expires_at.is_some_and(|at| at <= Utc::now()) {
-        return Err(Error::field("expiresAt", "must be in the future"));
-    }
-    let (prefix, secret, key) = api_keys::generate();
-    let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    let view: ApiKeyView = sqlx::query_as(&format!(
-        "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, secret_hash, scopes, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::now_v7())
-    .bind(principal.tenant_id)
-    .bind(principal.user_id)
-    .bind(name)
-    .bind(&prefix)
-    .bind(api_keys::hash(&secret))
-    .bind(&scope_names)
-    .bind(body.expires_at)
-    .fetch_one(&state.pool)
+    let created = api_keys::create(
+        &state.pool,
+        &principal,
+        &body.name,
+        body.scopes,
+        body.expires_at,
+    )
     .await?;
+    let view = created.view;
+    let key = created.key;
     let location = format!("/api/v1/api-keys/{}", view.id);
     Ok((
         StatusCode::CREATED,

@@ -56,9 +56,19 @@ fn time_secs(seconds: u64) -> cookie::time::Duration {
     cookie::time::Duration::seconds(seconds as i64)
 }
 
-fn cleared_cookies(jar: CookieJar) -> CookieJar {
-    jar.remove(Cookie::build("token").path("/"))
-        .remove(Cookie::build("refreshToken").path(REFRESH_PATH))
+/// Expired replacements for both cookies. (`CookieJar::remove` would only clear
+/// the cookies this request happened to send.)
+fn cleared_cookies(state: &AppState, jar: CookieJar) -> CookieJar {
+    let expired = |name: &'static str, path: &'static str| {
+        Cookie::build((name, ""))
+            .path(path)
+            .http_only(true)
+            .secure(state.config.cookie_secure)
+            .same_site(SameSite::Strict)
+            .max_age(cookie::time::Duration::ZERO)
+    };
+    jar.add(expired("token", "/"))
+        .add(expired("refreshToken", REFRESH_PATH))
 }
 
 /// Log in with email and password.
@@ -106,7 +116,7 @@ pub async fn logout(
         .or_else(|| jar.get("refreshToken").map(|c| c.value().to_owned()));
     let current = principal.and_then(|p| p.session_id());
     sessions::logout(&state, token.as_deref(), current).await?;
-    Ok((StatusCode::NO_CONTENT, cleared_cookies(jar)))
+    Ok((StatusCode::NO_CONTENT, cleared_cookies(&state, jar)))
 }
 
 /// The signed-in user (for an API key: its creator).
