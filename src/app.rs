@@ -42,10 +42,12 @@ impl Application {
             },
             String::into_bytes,
         );
+        let auth_caches = AuthCaches::default();
+        auth_caches.listen(pool.clone());
         let state = AppState {
             commands: CommandService::new(EventStore::new(pool.clone())),
             jwt: JwtKeys::new(&secret, config.jwt_expires_in),
-            auth_caches: AuthCaches::default(),
+            auth_caches,
             rate_limits: RateLimits::new(config.rate_limit_auth, config.rate_limit_tenant),
             pool,
             config: Arc::new(config),

@@ -509,3 +509,61 @@ async fn the_openapi_document_and_the_docs_ui_are_served() {
         "the UI must not load assets from the internet"
     );
 }
+
+#[tokio::test]
+async fn a_revocation_on_one_server_reaches_another_before_its_cache_expires() {
+    let app = common::spawn_app().await;
+    let other = app.replica().await;
+    let session = app.signed_in("acme", Role::Analyst).await;
+    let key = app.api_key(&session, &["scans:read"]).await;
+    let on_other = |credential: (&'static str, String)| {
+        let request = app
+            .client
+            .get(other.url("/api/v1/auth/me"))
+            .header(credential.0, credential.1);
+        async move { request.send().await.unwrap().status() }
+    };
+    // The other server has both cached as valid.
+    assert_eq!(on_other(("x-api-key", key.clone())).await, StatusCode::OK);
+    let bearer = ("authorization", format!("Bearer {}", session.token));
+    assert_eq!(on_other(bearer.clone()).await, StatusCode::OK);
+
+    let list: Value = app
+        .client
+        .get(app.url("/api/v1/api-keys"))
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = list["data"][0]["id"].as_str().unwrap();
+    app.client
+        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap();
+    app.client
+        .post(app.url("/api/v1/auth/logout"))
+        .json(&json!({ "refreshToken": session.refresh_token }))
+        .send()
+        .await
+        .unwrap();
+
+    // Well inside the 5 s cache TTL: only the announcement can explain a 401 here.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    loop {
+        let key_status = on_other(("x-api-key", key.clone())).await;
+        let token_status = on_other(bearer.clone()).await;
+        if key_status == StatusCode::UNAUTHORIZED && token_status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other server still accepts them"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

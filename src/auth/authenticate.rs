@@ -54,19 +54,97 @@ impl Default for AuthCaches {
     }
 }
 
+/// Revocations are announced on this channel so that every `serve` process drops
+/// its cached answer at once, not when the TTL runs out.
+pub const AUTH_CHANNEL: &str = "vulnledger_auth";
+
+/// What changed, as sent on [`AUTH_CHANNEL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    Session(Uuid),
+    Key(String),
+    /// A user's role or status changed: any cached session or key may be stale.
+    Everything,
+}
+
+impl Revoked {
+    fn encode(&self) -> String {
+        match self {
+            Revoked::Session(id) => format!("session:{id}"),
+            Revoked::Key(prefix) => format!("key:{prefix}"),
+            Revoked::Everything => "all".to_owned(),
+        }
+    }
+
+    fn decode(payload: &str) -> Self {
+        match payload.split_once(':') {
+            Some(("session", id)) => id.parse().map_or(Revoked::Everything, Revoked::Session),
+            Some(("key", prefix)) => Revoked::Key(prefix.to_owned()),
+            _ => Revoked::Everything,
+        }
+    }
+}
+
 impl AuthCaches {
-    pub async fn forget_session(&self, session_id: Uuid) {
-        self.sessions.invalidate(&session_id).await;
+    /// Forgets locally and tells the other processes, on `conn` so that a
+    /// revocation inside a transaction is announced when (and only if) it commits.
+    pub async fn revoke(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        what: Revoked,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(AUTH_CHANNEL)
+            .bind(what.encode())
+            .execute(conn)
+            .await?;
+        self.forget(&what).await;
+        Ok(())
     }
 
-    pub async fn forget_key(&self, prefix: &str) {
-        self.keys.invalidate(prefix).await;
+    async fn forget(&self, what: &Revoked) {
+        match what {
+            Revoked::Session(id) => self.sessions.invalidate(id).await,
+            Revoked::Key(prefix) => self.keys.invalidate(prefix).await,
+            Revoked::Everything => {
+                self.sessions.invalidate_all();
+                self.keys.invalidate_all();
+            }
+        }
     }
 
-    /// A user's role or status changed: every cached session and key may be stale.
-    pub fn forget_all(&self) {
-        self.sessions.invalidate_all();
-        self.keys.invalidate_all();
+    /// Applies other processes' revocations until the pool closes. A dropped
+    /// connection clears everything, since announcements may have been missed.
+    pub fn listen(&self, pool: PgPool) {
+        let caches = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(listener) => listener,
+                    Err(_) if pool.is_closed() => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "auth revocation listener cannot connect; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if listener.listen(AUTH_CHANNEL).await.is_err() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                caches.forget(&Revoked::Everything).await;
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) => caches.forget(&Revoked::decode(n.payload())).await,
+                        Ok(None) => caches.forget(&Revoked::Everything).await,
+                        Err(_) => break,
+                    }
+                }
+                if pool.is_closed() {
+                    return;
+                }
+            }
+        });
     }
 }
 

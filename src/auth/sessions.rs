@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use vulnledger_aggregates::Role;
 
-use super::{AuthError, Principal};
+use super::{AuthError, Principal, Revoked};
 use crate::http::{AppState, Error};
 use crate::identity::{hash_password, verify_password, PasswordPolicy};
 
@@ -225,14 +225,19 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<Issued, Error> {
 }
 
 pub async fn revoke_session(state: &AppState, session_id: Uuid, why: &str) -> Result<(), Error> {
+    let mut tx = state.pool.begin().await?;
     sqlx::query(
         "UPDATE sessions SET revoked_at = now(), revoked_why = $2 WHERE id = $1 AND revoked_at IS NULL",
     )
     .bind(session_id)
     .bind(why)
-    .execute(&state.pool)
+    .execute(&mut *tx)
     .await?;
-    state.auth_caches.forget_session(session_id).await;
+    state
+        .auth_caches
+        .revoke(&mut tx, Revoked::Session(session_id))
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -300,7 +305,10 @@ pub async fn change_password(
     .bind(principal.session_id())
     .execute(&mut *tx)
     .await?;
+    state
+        .auth_caches
+        .revoke(&mut tx, Revoked::Everything)
+        .await?;
     tx.commit().await?;
-    state.auth_caches.forget_all();
     Ok(())
 }

@@ -128,6 +128,36 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// A second server on the same database, like another replica behind a balancer.
+pub struct Replica {
+    pub address: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Replica {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestApp {
+    pub async fn replica(&self) -> Replica {
+        let app = Application::build(test_config(&self.db.url))
+            .await
+            .expect("replica builds");
+        let address = app.local_addr();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run(shutdown.clone()));
+        Replica { address, shutdown }
+    }
+}
+
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A signed-in person.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use vulnledger_aggregates::Role;
 
 use super::api_keys::keyset;
-use crate::auth::{perm, Authorized};
+use crate::auth::{perm, Authorized, Revoked};
 use crate::http::pagination::{ApiQuery, PageParams, Paginated};
 use crate::http::{ApiJson, ApiPath, AppState, Error};
 use crate::identity::{self, NewUser};
@@ -179,7 +179,10 @@ pub async fn update_user(
         .execute(&mut *tx)
         .await?;
     }
+    state
+        .auth_caches
+        .revoke(&mut tx, Revoked::Everything)
+        .await?;
     tx.commit().await?;
-    state.auth_caches.forget_all();
     Ok(ApiJson(view(row)?))
 }

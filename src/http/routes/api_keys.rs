@@ -11,7 +11,7 @@ use uuid::Uuid;
 use vulnledger_aggregates::Role;
 
 use crate::auth::api_keys::{self, ApiKeyView, CreatedApiKey, COLUMNS};
-use crate::auth::{perm, Authorized, Scope};
+use crate::auth::{perm, Authorized, Revoked, Scope};
 use crate::http::pagination::{ApiQuery, PageParams, Paginated};
 use crate::http::{ApiJson, ApiPath, AppState, Error};
 
@@ -114,6 +114,7 @@ pub async fn revoke(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, Error> {
     let only_user = (principal.role != Role::Admin).then_some(principal.user_id);
+    let mut tx = state.pool.begin().await?;
     let prefix: Option<String> = sqlx::query_scalar(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) \
          WHERE id = $1 AND tenant_id = $2 AND ($3::uuid IS NULL OR user_id = $3) RETURNING prefix",
@@ -121,9 +122,13 @@ pub async fn revoke(
     .bind(id)
     .bind(principal.tenant_id)
     .bind(only_user)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&mut *tx)
     .await?;
     let prefix = prefix.ok_or(Error::NotFound)?;
-    state.auth_caches.forget_key(&prefix).await;
+    state
+        .auth_caches
+        .revoke(&mut tx, Revoked::Key(prefix))
+        .await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
