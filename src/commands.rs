@@ -85,6 +85,36 @@ pub struct Executed<A: Aggregate> {
     pub events: Vec<A::Event>,
 }
 
+/// Command-side state that must change in the same transaction as an aggregate's
+/// events (such as the finding index that imports decide on). Not a read model:
+/// those are built from the event stream.
+#[async_trait::async_trait]
+pub trait Inline<A>: Send + Sync {
+    async fn apply(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        tenant_id: Uuid,
+        aggregate_id: &str,
+        state: &A,
+    ) -> Result<(), sqlx::Error>;
+}
+
+/// Nothing to keep in step.
+pub struct NoInline;
+
+#[async_trait::async_trait]
+impl<A: Sync> Inline<A> for NoInline {
+    async fn apply(
+        &self,
+        _: &mut sqlx::PgConnection,
+        _: Uuid,
+        _: &str,
+        _: &A,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
 #[derive(Clone)]
 pub struct CommandService {
     store: EventStore,
@@ -111,6 +141,32 @@ impl CommandService {
         expected_version: Option<u64>,
         command: A::Command,
         services: &A::Services,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        self.execute_with(
+            ctx,
+            aggregate_id,
+            expected_version,
+            command,
+            services,
+            &NoInline,
+        )
+        .await
+    }
+
+    /// [`execute`](Self::execute), with `inline` applied to the new state in the
+    /// transaction that appends the events.
+    pub async fn execute_with<A>(
+        &self,
+        ctx: &CommandContext,
+        aggregate_id: &str,
+        expected_version: Option<u64>,
+        command: A::Command,
+        services: &A::Services,
+        inline: &dyn Inline<A>,
     ) -> Result<Executed<A>, CommandError<A::Error>>
     where
         A: Aggregate,
@@ -157,13 +213,10 @@ impl CommandService {
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut conn = self
-                .store
-                .pool()
-                .acquire()
+            match self
+                .append(ctx.tenant_id, aggregate_id, &rows, &aggregate, inline)
                 .await
-                .map_err(StoreError::from)?;
-            match self.store.append(&mut conn, &rows).await {
+            {
                 Ok(appended) => {
                     return Ok(Executed {
                         aggregate,
@@ -194,5 +247,23 @@ impl CommandService {
             expected: last_loaded,
             current,
         })
+    }
+
+    /// One transaction: the events, then the inline state derived from them.
+    async fn append<A>(
+        &self,
+        tenant_id: Uuid,
+        aggregate_id: &str,
+        rows: &[NewEvent],
+        state: &A,
+        inline: &dyn Inline<A>,
+    ) -> Result<Vec<crate::store::Appended>, StoreError> {
+        let mut tx = self.store.pool().begin().await?;
+        let appended = self.store.append(&mut tx, rows).await?;
+        inline
+            .apply(&mut tx, tenant_id, aggregate_id, state)
+            .await?;
+        tx.commit().await?;
+        Ok(appended)
     }
 }

@@ -42,8 +42,8 @@ pub use finding::{
 pub use risk_acceptance::{ApprovalRef, RiskAcceptance, MAX_RISK_ACCEPTANCE_DAYS};
 pub use role::Role;
 pub use scan::{
-    FindingCounts, Scan, ScanCancelled, ScanCommand, ScanCompleted, ScanEvent, ScanFailed,
-    ScanLaunched, ScanProgressed, ScanStarted,
+    FindingCounts, FindingsObserved, Scan, ScanCancelled, ScanCommand, ScanCompleted, ScanEvent,
+    ScanFailed, ScanLaunched, ScanProgressed, ScanStarted, OBSERVATIONS_PER_EVENT,
 };
 pub use schema::{event_schemas, EventSchema};
 pub use settings::{SlaPolicyChanged, TenantSettings, TenantSettingsCommand, TenantSettingsEvent};

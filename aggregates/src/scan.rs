@@ -5,6 +5,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::error::check_existence;
 use crate::{text, DomainError, ScanStatus, SeverityCounts};
@@ -34,6 +35,9 @@ pub enum ScanCommand {
         format: String,
         summary: SeverityCounts,
         findings: FindingCounts,
+        /// Every finding the report contained (new, redetected or reopened): recorded
+        /// on the scan so a finding's own history grows only with its state changes.
+        observed: Vec<Uuid>,
         at: DateTime<Utc>,
     },
     StopScan {
@@ -68,6 +72,7 @@ pub enum ScanEvent {
     ScanLaunched(ScanLaunched),
     ScanStarted(ScanStarted),
     ScanProgressed(ScanProgressed),
+    FindingsObserved(FindingsObserved),
     ScanCompleted(ScanCompleted),
     ScanFailed(ScanFailed),
     ScanCancelled(ScanCancelled),
@@ -77,6 +82,7 @@ domain_events!(ScanEvent for Scan {
     ScanLaunched => "1.0",
     ScanStarted => "1.0",
     ScanProgressed => "1.0",
+    FindingsObserved => "1.0",
     ScanCompleted => "1.0",
     ScanFailed => "1.0",
     ScanCancelled => "1.0",
@@ -108,6 +114,17 @@ pub struct ScanProgressed {
     pub step: Option<String>,
     pub at: DateTime<Utc>,
 }
+
+/// Findings a completed scan saw, in chunks of at most [`OBSERVATIONS_PER_EVENT`]
+/// so that no single event grows with the size of a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingsObserved {
+    pub finding_ids: Vec<Uuid>,
+    pub at: DateTime<Utc>,
+}
+
+pub const OBSERVATIONS_PER_EVENT: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -150,6 +167,8 @@ pub struct Scan {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub failure_reason: Option<String>,
+    /// How many findings the results named (the ids live in the events only).
+    pub observed: u64,
     /// Events applied so far; the HTTP layer's ETag.
     pub version: u64,
 }
@@ -198,11 +217,18 @@ impl Scan {
                 format,
                 summary,
                 findings,
+                observed,
                 at,
             } => {
                 self.ensure_unfinished(ScanStatus::Completed)?;
                 let format = text::required("format", &format, text::MAX_FORMAT)?;
                 let mut events = self.start_if_queued(at);
+                events.extend(observed.chunks(OBSERVATIONS_PER_EVENT).map(|ids| {
+                    ScanEvent::from(FindingsObserved {
+                        finding_ids: ids.to_vec(),
+                        at,
+                    })
+                }));
                 events.push(
                     ScanCompleted {
                         format,
@@ -282,6 +308,9 @@ impl Aggregate for Scan {
                 if e.step.is_some() {
                     self.step = e.step;
                 }
+            }
+            ScanEvent::FindingsObserved(e) => {
+                self.observed += e.finding_ids.len() as u64;
             }
             ScanEvent::ScanCompleted(e) => {
                 self.status = ScanStatus::Completed;

@@ -77,6 +77,11 @@ mod tests {
                 at,
             }
             .into(),
+            FindingsObserved {
+                finding_ids: vec![Uuid::nil()],
+                at,
+            }
+            .into(),
             ScanCompleted {
                 format: "f".into(),
                 summary: SeverityCounts::default(),
@@ -175,6 +180,7 @@ mod tests {
                 ScanEvent::ScanLaunched(_)
                 | ScanEvent::ScanStarted(_)
                 | ScanEvent::ScanProgressed(_)
+                | ScanEvent::FindingsObserved(_)
                 | ScanEvent::ScanCompleted(_)
                 | ScanEvent::ScanFailed(_)
                 | ScanEvent::ScanCancelled(_) => {}
@@ -243,7 +249,7 @@ mod tests {
         let schemas = event_schemas();
         let types: HashSet<&str> = schemas.iter().map(|s| s.event_type).collect();
         assert_eq!(types.len(), schemas.len());
-        assert_eq!(schemas.len(), 18);
+        assert_eq!(schemas.len(), 19);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum Error {
     PreconditionRequired,
     #[error("version is stale")]
     PreconditionFailed { current: u64 },
+    #[error("the request body is too large")]
+    TooLarge,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -107,6 +109,7 @@ impl IntoResponse for Error {
                 header::ETAG,
                 HeaderValue::from_str(&format!("\"{current}\"")).expect("digits are header-safe"),
             ),
+            Error::TooLarge => super::limits::too_large(),
             Error::Internal(e) => {
                 tracing::error!(error = ?e, "request failed");
                 Problem::internal()

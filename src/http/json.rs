@@ -72,7 +72,7 @@ fn reject(rejection: JsonRejection) -> Response {
         .detail("send the body as Content-Type: application/json")
         .into_response(),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            super::limits::too_large().into_response()
+            Error::TooLarge.into_response()
         }
         other => Error::BadRequest(other.body_text()).into_response(),
     }

@@ -1,5 +1,6 @@
 //! The HTTP surface: router, problems, request ids, auth and limits.
 
+pub mod command;
 mod error;
 mod health;
 mod json;
@@ -45,7 +46,7 @@ pub struct AppState {
 /// panic catcher (a panic becomes a generic 500 problem), tracing, credential
 /// resolution, rate limits, body limit, then the routes.
 pub fn router(state: AppState) -> Router {
-    let (api, _openapi) = openapi::routes();
+    let (api, _openapi) = openapi::routes(state.config.report_max_bytes);
     Router::new()
         .route("/health", get(health::health))
         .merge(api)

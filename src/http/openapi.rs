@@ -10,6 +10,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use axum::extract::DefaultBodyLimit;
+
+use super::limits::DEFAULT_BODY_LIMIT;
 use super::routes::{admin, api_keys, auth};
 use super::AppState;
 
@@ -24,6 +27,7 @@ use super::AppState;
         (name = "auth", description = "Sessions for people"),
         (name = "api-keys", description = "Keys for scanners and CI"),
         (name = "admin", description = "Tenant administration"),
+        (name = "scans", description = "Scans and their results"),
     )
 )]
 struct ApiDoc;
@@ -51,7 +55,9 @@ impl Modify for Security {
 
 /// The `/api/v1` routes, the document describing them, and the document and UI
 /// routes (`/api/openapi.json`, `/api/docs`, assets served by us, no CDN).
-pub fn routes() -> (Router<AppState>, Document) {
+pub fn routes(report_max_bytes: usize) -> (Router<AppState>, Document) {
+    // Reports may be far larger than the 1 MiB every other body is held to.
+    let uploads = OpenApiRouter::new().layer(DefaultBodyLimit::max(report_max_bytes));
     let v1 = OpenApiRouter::new()
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
@@ -61,7 +67,8 @@ pub fn routes() -> (Router<AppState>, Document) {
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
         .routes(routes!(admin::list_users, admin::create_user))
-        .routes(routes!(admin::update_user));
+        .routes(routes!(admin::update_user))
+        .merge(uploads);
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts();
@@ -71,5 +78,5 @@ pub fn routes() -> (Router<AppState>, Document) {
 
 /// The document alone, for `vulnledger openapi` and tests.
 pub fn document() -> Document {
-    routes().1
+    routes(DEFAULT_BODY_LIMIT).1
 }

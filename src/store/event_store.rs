@@ -27,7 +27,12 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
-            sqlx::Error::Database(db) if db.constraint() == Some("events_pkey") => Self::Conflict,
+            // The optimistic lock, or a concurrent import creating the same finding.
+            sqlx::Error::Database(db)
+                if matches!(db.constraint(), Some("events_pkey" | "finding_index_pkey")) =>
+            {
+                Self::Conflict
+            }
             _ => Self::Database(error),
         }
     }
@@ -144,6 +149,52 @@ impl EventStore {
             loaded.aggregate.apply(event);
             loaded.version = sequence as u64;
             loaded.last_position = Some(row.try_get("position")?);
+        }
+        Ok(loaded)
+    }
+
+    /// Rebuilds many aggregates of one type in one round trip (imports touch
+    /// thousands of findings; one query per finding would dominate their time).
+    pub async fn load_many<A: Aggregate>(
+        &self,
+        conn: &mut PgConnection,
+        tenant_id: Uuid,
+        aggregate_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Loaded<A>>, StoreError> {
+        let mut loaded = std::collections::HashMap::with_capacity(aggregate_ids.len());
+        if aggregate_ids.is_empty() {
+            return Ok(loaded);
+        }
+        let rows = sqlx::query(
+            "SELECT aggregate_id, sequence, event_type, event_version, payload, position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND tenant_id = $3 \
+             ORDER BY aggregate_id, sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_ids)
+        .bind(tenant_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let aggregate_id: String = row.try_get("aggregate_id")?;
+            let sequence: i64 = row.try_get("sequence")?;
+            let event = self.decode::<A>(SerializedEvent::new(
+                aggregate_id.clone(),
+                sequence as usize,
+                A::TYPE.to_owned(),
+                row.try_get("event_type")?,
+                row.try_get("event_version")?,
+                row.try_get("payload")?,
+                Value::Null,
+            ))?;
+            let entry = loaded.entry(aggregate_id).or_insert_with(|| Loaded {
+                aggregate: A::default(),
+                version: 0,
+                last_position: None,
+            });
+            entry.aggregate.apply(event);
+            entry.version = sequence as u64;
+            entry.last_position = Some(row.try_get("position")?);
         }
         Ok(loaded)
     }

@@ -1,5 +1,6 @@
 use cqrs_es::test::TestFramework;
 use cqrs_es::DomainEvent;
+use uuid::Uuid;
 
 use super::*;
 use crate::test_support::{hours, t0};
@@ -97,6 +98,7 @@ fn complete() -> ScanCommand {
         format: "sarif".into(),
         summary: summary(),
         findings: counts(),
+        observed: vec![],
         at: hours(3),
     }
 }
@@ -438,6 +440,7 @@ fn completing_needs_a_report_format() {
             format: "  ".into(),
             summary: summary(),
             findings: counts(),
+            observed: vec![],
             at: hours(3),
         })
         .then_expect_error(DomainError::invalid("format", "must not be blank"));
@@ -594,4 +597,37 @@ fn every_scan_event_round_trips_through_json() {
 fn the_version_counts_every_applied_event() {
     let scan = state(vec![launched(), started(), progressed(1), completed()]);
     assert_eq!(scan.version, 4);
+}
+
+#[test]
+fn a_completion_records_what_it_observed_in_bounded_chunks_before_completing() {
+    let ids: Vec<Uuid> = (0..2500).map(|_| Uuid::new_v4()).collect();
+    let events = Framework::with(())
+        .given(vec![launched(), started()])
+        .when(ScanCommand::CompleteScan {
+            format: "grype".into(),
+            summary: summary(),
+            findings: counts(),
+            observed: ids.clone(),
+            at: hours(3),
+        })
+        .inspect_result()
+        .unwrap();
+    let chunks: Vec<&FindingsObserved> = events
+        .iter()
+        .filter_map(|e| match e {
+            ScanEvent::FindingsObserved(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        chunks
+            .iter()
+            .map(|c| c.finding_ids.len())
+            .collect::<Vec<_>>(),
+        [1000, 1000, 500]
+    );
+    let flattened: Vec<Uuid> = chunks.iter().flat_map(|c| c.finding_ids.clone()).collect();
+    assert_eq!(flattened, ids);
+    assert!(matches!(events.last(), Some(ScanEvent::ScanCompleted(_))));
 }
