@@ -67,5 +67,6 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("a handler panicked");
             axum::response::IntoResponse::into_response(Problem::internal())
         }))
+        .layer(axum::middleware::from_fn(problem::ensure_problem))
         .layer(axum::middleware::from_fn(request_id::middleware))
 }

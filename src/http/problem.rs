@@ -103,3 +103,39 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+/// The last line of defence of "every error is a problem": an error response that
+/// some layer or library produced in another shape (an asset 404 of the docs UI, a
+/// framework rejection) is replaced by a problem of the same status, keeping its
+/// headers (Retry-After, Allow, WWW-Authenticate).
+pub async fn ensure_problem(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut problem = if status.is_server_error() {
+        Problem::internal()
+    } else if status == StatusCode::NOT_FOUND {
+        Problem::not_found()
+    } else {
+        let title = status.canonical_reason().unwrap_or("Error");
+        Problem::new(status, "http-error", title)
+    };
+    problem.status = status;
+    let mut replaced = problem.into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replaced.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    replaced
+}
