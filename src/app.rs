@@ -68,6 +68,14 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
+        if self.state.config.run_workers {
+            crate::processes::spawn(
+                self.state.pool.clone(),
+                self.state.commands.clone(),
+                shutdown.clone(),
+                self.state.config.risk_expiry_sweep,
+            );
+        }
         tracing::info!(%addr, "vulnledger is listening");
         axum::serve(
             self.listener,

@@ -26,8 +26,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the API; applies pending migrations first.
-    Serve,
+    /// Run the API and, unless told not to, the workers; applies pending migrations first.
+    Serve {
+        /// Serve the API only (other processes run the workers).
+        #[arg(long)]
+        no_workers: bool,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage tenants.
@@ -97,8 +101,9 @@ pub enum ApiKeyCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve => {
-            let config = Config::from_env()?;
+        Command::Serve { no_workers } => {
+            let mut config = Config::from_env()?;
+            config.run_workers = !no_workers;
             let shutdown = CancellationToken::new();
             crate::shutdown::on_signal(shutdown.clone());
             Application::build(config).await?.run(shutdown).await

@@ -65,6 +65,9 @@ pub enum CommandError<E: std::error::Error> {
     /// The domain refused the command.
     #[error(transparent)]
     Rejected(E),
+    /// If-Match named a version of an aggregate that does not exist (for this tenant).
+    #[error("not found")]
+    NotFound,
     /// If-Match named a version that is no longer current (or a race was lost).
     #[error("version {expected} is stale; the current version is {current}")]
     StaleVersion { expected: u64, current: u64 },
@@ -178,6 +181,9 @@ impl CommandService {
             let loaded = self.store.load::<A>(ctx.tenant_id, aggregate_id).await?;
             last_loaded = loaded.version;
             if let Some(expected) = expected_version {
+                if loaded.version == 0 {
+                    return Err(CommandError::NotFound);
+                }
                 if expected != loaded.version {
                     return Err(CommandError::StaleVersion {
                         expected,

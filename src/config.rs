@@ -29,6 +29,11 @@ pub struct Config {
     pub report_max_bytes: usize,
     /// Mark cookies `Secure` (set when TLS terminates in front of us).
     pub cookie_secure: bool,
+    /// Run the event-driven processes (and, later, projection workers) inside
+    /// `serve`; `serve --no-workers` turns it off for API-only replicas.
+    pub run_workers: bool,
+    /// How often due risk acceptances are looked for.
+    pub risk_expiry_sweep: Duration,
 }
 
 impl Config {
@@ -59,6 +64,8 @@ impl Config {
             rate_limit_tenant: parse("RATE_LIMIT_TENANT", 6000, |v: &u32| *v >= 1)?,
             report_max_bytes: parse("REPORT_MAX_BYTES", 32 * 1024 * 1024, |v: &usize| *v >= 1024)?,
             cookie_secure: parse("COOKIE_SECURE", false, |_| true)?,
+            run_workers: true,
+            risk_expiry_sweep: duration("RISK_EXPIRY_SWEEP", Duration::from_secs(5))?,
         })
     }
 }
@@ -171,6 +178,8 @@ impl fmt::Debug for Config {
             .field("rate_limit_tenant", &self.rate_limit_tenant)
             .field("report_max_bytes", &self.report_max_bytes)
             .field("cookie_secure", &self.cookie_secure)
+            .field("run_workers", &self.run_workers)
+            .field("risk_expiry_sweep", &self.risk_expiry_sweep)
             .finish()
     }
 }

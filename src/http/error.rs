@@ -136,6 +136,7 @@ impl From<CommandError<DomainError>> for Error {
     fn from(e: CommandError<DomainError>) -> Self {
         match e {
             CommandError::Rejected(e) => e.into(),
+            CommandError::NotFound => Error::NotFound,
             CommandError::StaleVersion { current, .. } => Error::PreconditionFailed { current },
             CommandError::Store(e) => e.into(),
         }
@@ -144,7 +145,13 @@ impl From<CommandError<DomainError>> for Error {
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
-        Error::Internal(e.into())
+        match e {
+            StoreError::Duplicate(rule) if rule == "approval_index_one_pending_per_finding" => {
+                Error::Conflict("this finding already has a pending approval".into())
+            }
+            StoreError::Duplicate(_) => Error::Conflict("it already exists".into()),
+            other => Error::Internal(other.into()),
+        }
     }
 }
 

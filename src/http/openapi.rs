@@ -13,7 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use axum::extract::DefaultBodyLimit;
 
 use super::limits::DEFAULT_BODY_LIMIT;
-use super::routes::{admin, api_keys, auth};
+use super::routes::{admin, api_keys, approvals, auth, ci, findings, scans};
 use super::AppState;
 
 #[derive(OpenApi)]
@@ -27,6 +27,10 @@ use super::AppState;
         (name = "auth", description = "Sessions for people"),
         (name = "api-keys", description = "Keys for scanners and CI"),
         (name = "admin", description = "Tenant administration"),
+        (name = "scans", description = "Scans and their results"),
+        (name = "ci", description = "Pipelines: start, poll, gate"),
+        (name = "findings", description = "Findings and their triage"),
+        (name = "approvals", description = "Risk-acceptance approvals"),
         (name = "scans", description = "Scans and their results"),
     )
 )]
@@ -57,7 +61,10 @@ impl Modify for Security {
 /// routes (`/api/openapi.json`, `/api/docs`, assets served by us, no CDN).
 pub fn routes(report_max_bytes: usize) -> (Router<AppState>, Document) {
     // Reports may be far larger than the 1 MiB every other body is held to.
-    let uploads = OpenApiRouter::new().layer(DefaultBodyLimit::max(report_max_bytes));
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(scans::results))
+        .routes(routes!(ci::start))
+        .layer(DefaultBodyLimit::max(report_max_bytes));
     let v1 = OpenApiRouter::new()
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
@@ -68,6 +75,21 @@ pub fn routes(report_max_bytes: usize) -> (Router<AppState>, Document) {
         .routes(routes!(api_keys::revoke))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::update_user))
+        .routes(routes!(scans::launch))
+        .routes(routes!(scans::detail))
+        .routes(routes!(scans::progress))
+        .routes(routes!(scans::stop))
+        .routes(routes!(scans::fail))
+        .routes(routes!(ci::status))
+        .routes(routes!(ci::results))
+        .routes(routes!(findings::detail))
+        .routes(routes!(findings::history))
+        .routes(routes!(findings::change_status))
+        .routes(routes!(findings::accept_risk))
+        .routes(routes!(findings::revoke_risk))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::detail))
+        .routes(routes!(approvals::transition))
         .merge(uploads);
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)

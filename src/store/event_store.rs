@@ -18,6 +18,10 @@ pub enum StoreError {
         sequence: i64,
         reason: String,
     },
+    /// A uniqueness rule of command-side state, such as one pending approval per
+    /// finding, refused the change.
+    #[error("refused by the uniqueness rule {0}")]
+    Duplicate(String),
     #[error("event cannot be serialized: {0}")]
     Serialize(#[from] serde_json::Error),
     #[error(transparent)]
@@ -32,6 +36,9 @@ impl From<sqlx::Error> for StoreError {
                 if matches!(db.constraint(), Some("events_pkey" | "finding_index_pkey")) =>
             {
                 Self::Conflict
+            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+                Self::Duplicate(db.constraint().unwrap_or("unique").to_owned())
             }
             _ => Self::Database(error),
         }

@@ -79,6 +79,8 @@ pub fn test_config(database_url: &str) -> Config {
         rate_limit_tenant: 6000,
         report_max_bytes: 32 * 1024 * 1024,
         cookie_secure: false,
+        run_workers: true,
+        risk_expiry_sweep: Duration::from_millis(200),
     }
 }
 
@@ -147,6 +149,24 @@ impl Drop for Replica {
 }
 
 impl TestApp {
+    /// Stops this server and starts a new one on the same database, as a deploy or
+    /// a crash and restart would.
+    pub async fn restart(mut self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        self.shutdown.cancel();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut config = test_config(&self.db.url);
+        adjust(&mut config);
+        let app = Application::build(config)
+            .await
+            .expect("application builds");
+        let address = app.local_addr();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run(shutdown.clone()));
+        self.address = address;
+        self.shutdown = shutdown;
+        self
+    }
+
     pub async fn replica(&self) -> Replica {
         let app = Application::build(test_config(&self.db.url))
             .await

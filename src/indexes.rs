@@ -1,0 +1,70 @@
+//! Command-side state kept in step with aggregates, in the transaction that appends
+//! their events (see `commands::Inline`). Read models are built elsewhere, from
+//! the event stream; these exist because commands must decide on exact state.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+use vulnledger_aggregates::{Approval, Finding, FindingStatus};
+
+use crate::commands::Inline;
+
+/// Status and risk-acceptance deadline of a finding, for imports and the expiry timer.
+pub struct FindingIndex;
+
+#[async_trait::async_trait]
+impl Inline<Finding> for FindingIndex {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        tenant_id: Uuid,
+        aggregate_id: &str,
+        finding: &Finding,
+    ) -> Result<(), sqlx::Error> {
+        let expires_at = finding
+            .risk_acceptance
+            .as_ref()
+            .filter(|_| finding.status == FindingStatus::RiskAccepted)
+            .map(|r| r.expires_at);
+        sqlx::query(
+            "UPDATE finding_index SET status = $3, risk_expires_at = $4 \
+             WHERE tenant_id = $1 AND finding_id = $2",
+        )
+        .bind(tenant_id)
+        .bind(aggregate_id.parse::<Uuid>().unwrap_or_default())
+        .bind(finding.status.to_string())
+        .bind(expires_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// One pending approval per finding, and the approvals list.
+pub struct ApprovalIndex;
+
+#[async_trait::async_trait]
+impl Inline<Approval> for ApprovalIndex {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        tenant_id: Uuid,
+        aggregate_id: &str,
+        approval: &Approval,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO approval_index \
+               (tenant_id, approval_id, finding_id, status, requested_by, requested_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (approval_id) DO UPDATE SET status = EXCLUDED.status",
+        )
+        .bind(tenant_id)
+        .bind(aggregate_id.parse::<Uuid>().unwrap_or_default())
+        .bind(approval.finding_id)
+        .bind(approval.status.to_string())
+        .bind(approval.requested_by)
+        .bind(approval.requested_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
