@@ -49,6 +49,8 @@ impl Application {
             jwt: JwtKeys::new(&secret, config.jwt_expires_in),
             auth_caches,
             rate_limits: RateLimits::new(config.rate_limit_auth, config.rate_limit_tenant),
+            live: crate::live::LiveFeed::default(),
+            sockets: Default::default(),
             pool,
             config: Arc::new(config),
         };
@@ -68,6 +70,9 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
+        self.state
+            .live
+            .run(self.state.pool.clone(), shutdown.clone());
         if self.state.config.run_workers {
             crate::processes::spawn(
                 self.state.pool.clone(),

@@ -4,7 +4,7 @@
 
 use sqlx::PgConnection;
 use uuid::Uuid;
-use vulnledger_aggregates::{Approval, Finding, FindingStatus};
+use vulnledger_aggregates::{Approval, Finding, FindingStatus, Scan};
 
 use crate::commands::Inline;
 
@@ -63,6 +63,35 @@ impl Inline<Approval> for ApprovalIndex {
         .bind(approval.status.to_string())
         .bind(approval.requested_by)
         .bind(approval.requested_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Scans by status and target, for the scans list.
+pub struct ScanIndex;
+
+#[async_trait::async_trait]
+impl Inline<Scan> for ScanIndex {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        tenant_id: Uuid,
+        aggregate_id: &str,
+        scan: &Scan,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO scan_index (tenant_id, scan_id, target, scanner, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, coalesce($6, now())) \
+             ON CONFLICT (scan_id) DO UPDATE SET status = EXCLUDED.status",
+        )
+        .bind(tenant_id)
+        .bind(aggregate_id.parse::<Uuid>().unwrap_or_default())
+        .bind(&scan.target)
+        .bind(&scan.scanner)
+        .bind(scan.status.to_string())
+        .bind(scan.created_at)
         .execute(conn)
         .await?;
         Ok(())

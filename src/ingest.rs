@@ -17,8 +17,9 @@ use vulnledger_aggregates::{
     ScanCommand, SeverityCounts,
 };
 
-use crate::commands::CommandContext;
+use crate::commands::{CommandContext, Inline};
 use crate::importers::{self, ImportedFinding, ParsedReport};
+use crate::indexes::ScanIndex;
 use crate::store::{EventStore, NewEvent, StoreError};
 
 /// How often an import that lost a race with another writer is retried.
@@ -249,12 +250,12 @@ async fn attempt(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
-
     let mut scan = loaded_scan.aggregate;
     for event in scan_events {
         cqrs_es::Aggregate::apply(&mut scan, event);
     }
+    ScanIndex.apply(&mut tx, tenant, &scan_key, &scan).await?;
+    tx.commit().await?;
     Ok(Ingested {
         scan,
         version: scan_version,

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod importers;
 pub mod indexes;
 pub mod ingest;
+pub mod live;
 pub mod processes;
 pub mod schemas;
 pub mod shutdown;

@@ -23,6 +23,29 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("get", "/api/v1/admin/users"),
     ("post", "/api/v1/admin/users"),
     ("patch", "/api/v1/admin/users/{id}"),
+    // Scans
+    ("post", "/api/v1/scans"),
+    ("get", "/api/v1/scans"),
+    ("get", "/api/v1/scans/{id}"),
+    ("post", "/api/v1/scans/{id}/progress"),
+    ("post", "/api/v1/scans/{id}/results"),
+    ("post", "/api/v1/scans/{id}/stop"),
+    ("post", "/api/v1/scans/{id}/fail"),
+    ("get", "/api/v1/ws/scans/{id}"),
+    // CI
+    ("post", "/api/v1/ci/scans"),
+    ("get", "/api/v1/ci/scans/{id}/status"),
+    ("get", "/api/v1/ci/scans/{id}/results"),
+    // Findings
+    ("get", "/api/v1/findings/{id}"),
+    ("get", "/api/v1/findings/{id}/history"),
+    ("patch", "/api/v1/findings/{id}/status"),
+    ("post", "/api/v1/findings/{id}/accept-risk"),
+    ("post", "/api/v1/findings/{id}/revoke-risk"),
+    // Approvals
+    ("get", "/api/v1/approvals"),
+    ("get", "/api/v1/approvals/{id}"),
+    ("patch", "/api/v1/approvals/{id}/transition"),
 ];
 
 const METHODS: [&str; 8] = [

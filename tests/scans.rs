@@ -542,3 +542,76 @@ async fn concurrent_imports_of_one_target_never_create_a_finding_twice() {
     .unwrap();
     assert_eq!(findings, 5);
 }
+
+#[tokio::test]
+async fn scans_are_listed_newest_first_filtered_by_status_and_target() {
+    let app = common::spawn_app().await;
+    let client = analyst(&app).await;
+    let (queued, _) = client.launch("api:1", "trivy").await;
+    let (stopped, _) = client.launch("api:1", "trivy").await;
+    client
+        .post(&format!("/api/v1/scans/{stopped}/stop"), json!({}))
+        .await;
+    let done = client
+        .import("web:2", "grype", report("grype/check_all_fields.json"))
+        .await;
+    let completed = done["scanId"].as_str().unwrap().to_owned();
+
+    let list: Value = client.get("/api/v1/scans").await.json().await.unwrap();
+    assert_eq!(list["meta"]["total"], 3);
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [completed.as_str(), stopped.as_str(), queued.as_str()]);
+    assert_eq!(list["data"][0]["status"], "COMPLETED");
+    assert!(list["data"][0]["summary"]["CRITICAL"].is_u64());
+
+    let by_status: Value = client
+        .get("/api/v1/scans?status=QUEUED,CANCELLED")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_status["meta"]["total"], 2);
+    let by_target: Value = client
+        .get("/api/v1/scans?target=web:2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_target["meta"]["total"], 1);
+    assert_eq!(by_target["data"][0]["id"], completed.as_str());
+
+    let first: Value = client
+        .get("/api/v1/scans?limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["meta"]["nextCursor"].as_str().unwrap();
+    let rest: Value = client
+        .get(&format!("/api/v1/scans?limit=2&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["data"][0]["id"], queued.as_str());
+    assert!(rest["meta"]["nextCursor"].is_null());
+
+    assert_eq!(client.get("/api/v1/scans?status=DONE").await.status(), 400);
+    let other = app.signed_in("globex", Role::Admin).await;
+    let theirs: Value = app
+        .client
+        .get(app.url("/api/v1/scans"))
+        .bearer_auth(&other.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["meta"]["total"], 0);
+}

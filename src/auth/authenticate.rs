@@ -194,7 +194,7 @@ fn credential(headers: &HeaderMap) -> Result<Option<Credential>, AuthError> {
         .map(|c| Credential::Jwt(c.value().to_owned())))
 }
 
-async fn resolve(
+pub(crate) async fn resolve(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Result<Option<Principal>, AuthError>, sqlx::Error> {

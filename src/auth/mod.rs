@@ -13,6 +13,7 @@ pub mod perm;
 mod principal;
 pub mod sessions;
 
+pub(crate) use authenticate::resolve;
 pub use authenticate::{middleware, AuthCaches, Authentication, Revoked, AUTH_CHANNEL};
 pub use perm::{Authorized, Permission, Scope};
 pub use principal::{Principal, Via};

@@ -40,6 +40,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub auth_caches: AuthCaches,
     pub rate_limits: Arc<RateLimits>,
+    pub live: crate::live::LiveFeed,
+    pub sockets: Arc<routes::ws::Sockets>,
 }
 
 /// Layers, outermost first: request id (so every response and problem has one),

@@ -13,7 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use axum::extract::DefaultBodyLimit;
 
 use super::limits::DEFAULT_BODY_LIMIT;
-use super::routes::{admin, api_keys, approvals, auth, ci, findings, scans};
+use super::routes::{admin, api_keys, approvals, auth, ci, findings, scans, ws};
 use super::AppState;
 
 #[derive(OpenApi)]
@@ -75,7 +75,7 @@ pub fn routes(report_max_bytes: usize) -> (Router<AppState>, Document) {
         .routes(routes!(api_keys::revoke))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::update_user))
-        .routes(routes!(scans::launch))
+        .routes(routes!(scans::launch, scans::list))
         .routes(routes!(scans::detail))
         .routes(routes!(scans::progress))
         .routes(routes!(scans::stop))
@@ -91,11 +91,16 @@ pub fn routes(report_max_bytes: usize) -> (Router<AppState>, Document) {
         .routes(routes!(approvals::detail))
         .routes(routes!(approvals::transition))
         .merge(uploads);
+    // api.md names the socket without the /api/v1 prefix; serve it at both.
+    let sockets = OpenApiRouter::new().routes(routes!(ws::scan_progress));
+    let legacy_socket =
+        Router::new().route("/ws/scans/{id}", axum::routing::get(ws::scan_progress));
+    let v1 = v1.merge(sockets);
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts();
     let ui = SwaggerUi::new("/api/docs").url("/api/openapi.json", document.clone());
-    (router.merge(ui), document)
+    (router.merge(ui).merge(legacy_socket), document)
 }
 
 /// The document alone, for `vulnledger openapi` and tests.

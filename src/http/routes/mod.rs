@@ -5,3 +5,4 @@ pub mod auth;
 pub mod ci;
 pub mod findings;
 pub mod scans;
+pub mod ws;

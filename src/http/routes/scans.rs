@@ -9,13 +9,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use vulnledger_aggregates::{FindingCounts, Scan, ScanCommand, SeverityCounts};
+use vulnledger_aggregates::{FindingCounts, Scan, ScanCommand, ScanStatus, SeverityCounts};
 
 use crate::auth::{perm, Authorized, Principal};
 use crate::http::command::{etag, CommandResponse, IfMatch};
-use crate::http::pagination::ApiQuery;
+use crate::http::pagination::{ApiQuery, PageParams, Paginated};
 use crate::http::{ApiJson, ApiPath, AppState, Error, FieldError};
 use crate::importers::{self, ImportError, ParsedReport, ReportFormat};
+use crate::indexes::ScanIndex;
 use crate::ingest::{self, IngestError};
 
 pub const TAG: &str = "scans";
@@ -129,12 +130,13 @@ pub(crate) async fn run(
 ) -> Result<CommandResponse, Error> {
     let done = state
         .commands
-        .execute::<Scan>(
+        .execute_with::<Scan>(
             &principal.command_context(),
             &id.to_string(),
             expected,
             command,
             &(),
+            &ScanIndex,
         )
         .await?;
     Ok(CommandResponse::ok(
@@ -168,6 +170,97 @@ pub async fn launch(
         .await?
         .with_code(StatusCode::ACCEPTED)
         .with_location(format!("/api/v1/scans/{id}")))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED (comma-separated).
+    pub status: Option<String>,
+    /// Exact target, e.g. an image reference or repository.
+    pub target: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+    /// 1-based page number; not with `cursor`.
+    pub page: Option<i64>,
+    /// Opaque `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Scans of your tenant, newest first.
+#[utoipa::path(get, path = "/scans", tag = TAG, params(ListParams),
+    responses((status = 200, body = Paginated<ScanView>), (status = 400)),
+    security(("bearer" = []), ("apiKey" = ["scans:read"])))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Authorized<perm::ScansRead>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<ApiJson<Paginated<ScanView>>, Error> {
+    let page = PageParams {
+        limit: params.limit,
+        page: params.page,
+        cursor: params.cursor.clone(),
+    }
+    .validate()?;
+    let statuses: Option<Vec<String>> = params
+        .status
+        .as_deref()
+        .map(|list| {
+            list.split(',')
+                .map(|s| {
+                    s.trim()
+                        .parse::<ScanStatus>()
+                        .map(|s| s.to_string())
+                        .map_err(|_| Error::BadRequest(format!("unknown scan status {s:?}")))
+                })
+                .collect()
+        })
+        .transpose()?;
+    let target = params
+        .target
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let (after_at, after_id) = super::api_keys::keyset(&page.after)?;
+    let filter = "tenant_id = $1 AND ($2::text[] IS NULL OR status = ANY($2)) \
+                  AND ($3::text IS NULL OR target = $3)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM scan_index WHERE {filter}"))
+        .bind(principal.tenant_id)
+        .bind(&statuses)
+        .bind(target)
+        .fetch_one(&state.pool)
+        .await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "SELECT scan_id FROM scan_index WHERE {filter} \
+           AND ($4::timestamptz IS NULL OR (created_at, scan_id) < ($4, $5)) \
+         ORDER BY created_at DESC, scan_id DESC LIMIT $6 OFFSET $7"
+    ))
+    .bind(principal.tenant_id)
+    .bind(&statuses)
+    .bind(target)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(page.limit + 1)
+    .bind(page.offset())
+    .fetch_all(&state.pool)
+    .await?;
+    let keys: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let mut conn = state.pool.acquire().await?;
+    let mut loaded = state
+        .commands
+        .store()
+        .load_many::<Scan>(&mut conn, principal.tenant_id, &keys)
+        .await?;
+    let rows = ids
+        .into_iter()
+        .filter_map(|id| {
+            let l = loaded.remove(&id.to_string())?;
+            Some(ScanView::of(id, l.aggregate, l.version))
+        })
+        .collect();
+    Ok(ApiJson(Paginated::new(rows, total, &page, |s| {
+        serde_json::json!([s.created_at, s.id])
+    })))
 }
 
 /// One scan, with its progress and severity summary.

@@ -1,0 +1,85 @@
+//! A process's live view of the event stream, for pushing changes to WebSocket
+//! clients. It follows the store itself (not a NATS subscription), so progress
+//! recorded by any replica reaches the sockets held by every replica.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Checkpoint, OrderedReader, StoredEvent};
+
+/// Only what sockets show: scan state changes, not the bulky observation lists.
+fn wanted(event: &StoredEvent) -> bool {
+    event.aggregate_type == "scan" && event.event_type != "FindingsObserved"
+}
+
+#[derive(Clone)]
+pub struct LiveFeed {
+    sender: broadcast::Sender<Arc<StoredEvent>>,
+}
+
+impl Default for LiveFeed {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(4096).0,
+        }
+    }
+}
+
+impl LiveFeed {
+    /// Subscribe before reading the state to sync from, so nothing falls between.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.sender.subscribe()
+    }
+
+    /// Follows the store from its current end until `shutdown`.
+    pub fn run(&self, pool: PgPool, shutdown: CancellationToken) {
+        let sender = self.sender.clone();
+        tokio::spawn(async move {
+            while !shutdown.is_cancelled() {
+                let result = async {
+                    let head = head(&pool).await?;
+                    let mut tail = OrderedReader::new(pool.clone())
+                        .tail(head, 1000)
+                        .await?
+                        .with_poll_interval(Duration::from_millis(250));
+                    loop {
+                        let batch = tokio::select! {
+                            () = shutdown.cancelled() => return Ok::<(), sqlx::Error>(()),
+                            batch = tail.next_batch() => batch?,
+                        };
+                        for event in batch.into_iter().filter(wanted) {
+                            // No subscriber is not an error: nobody is watching.
+                            let _ = sender.send(Arc::new(event));
+                        }
+                    }
+                }
+                .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "live feed interrupted; restarting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+    }
+}
+
+/// The last committed event now: the feed starts after it.
+async fn head(pool: &PgPool) -> Result<Checkpoint, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT txid::text::bigint, position FROM events \
+         WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY txid DESC, position DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(
+        row.map_or(Checkpoint::START, |(txid, position)| Checkpoint {
+            txid,
+            position,
+        }),
+    )
+}
