@@ -102,20 +102,7 @@ pub async fn list(
         cursor: params.cursor.clone(),
     }
     .validate()?;
-    let statuses: Option<Vec<String>> = params
-        .status
-        .as_deref()
-        .map(|list| {
-            list.split(',')
-                .map(|s| {
-                    s.trim()
-                        .parse::<ApprovalStatus>()
-                        .map(|s| s.to_string())
-                        .map_err(|_| Error::BadRequest(format!("unknown approval status {s:?}")))
-                })
-                .collect()
-        })
-        .transpose()?;
+    let statuses = super::statuses::<ApprovalStatus>(params.status.as_deref())?;
     let (after_at, after_id) = super::api_keys::keyset(&page.after)?;
     let total: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM approval_index WHERE tenant_id = $1 AND ($2::text[] IS NULL OR status = ANY($2))",

@@ -154,15 +154,7 @@ pub async fn start(
 }
 
 async fn load_scan(state: &AppState, principal: &Principal, id: Uuid) -> Result<Scan, Error> {
-    let loaded = state
-        .commands
-        .store()
-        .load::<Scan>(principal.tenant_id, &id.to_string())
-        .await?;
-    if loaded.version == 0 {
-        return Err(Error::NotFound);
-    }
-    Ok(loaded.aggregate)
+    Ok(super::load_existing::<Scan>(state, principal, id).await?.0)
 }
 
 /// Where a pipeline's scan stands.

@@ -1,8 +1,8 @@
 //! `/findings/{id}`: one finding, its history, and its triage.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,7 +14,7 @@ use vulnledger_aggregates::{
 };
 
 use crate::auth::{perm, Authorized, Principal};
-use crate::http::command::{etag, CommandResponse, IfMatch};
+use crate::http::command::{CommandResponse, IfMatch};
 use crate::http::{ApiJson, ApiPath, AppState, Error};
 use crate::indexes::{ApprovalIndex, FindingIndex};
 
@@ -105,21 +105,9 @@ pub struct ApprovalOpened {
     pub position: i64,
 }
 
-async fn load(state: &AppState, principal: &Principal, id: Uuid) -> Result<(Finding, u64), Error> {
-    let loaded = state
-        .commands
-        .store()
-        .load::<Finding>(principal.tenant_id, &id.to_string())
-        .await?;
-    if loaded.version == 0 {
-        return Err(Error::NotFound);
-    }
-    Ok((loaded.aggregate, loaded.version))
-}
-
 /// A finding as the API shows it: its state, when it was last seen, and its SLA.
 pub async fn view(state: &AppState, principal: &Principal, id: Uuid) -> Result<FindingView, Error> {
-    let (finding, version) = load(state, principal, id).await?;
+    let (finding, version) = super::load_existing::<Finding>(state, principal, id).await?;
     let settings = state
         .commands
         .store()
@@ -181,9 +169,7 @@ pub async fn detail(
 ) -> Result<Response, Error> {
     let view = view(&state, &principal, id).await?;
     let version = view.version;
-    let mut response = ApiJson(view).into_response();
-    response.headers_mut().insert(header::ETAG, etag(version));
-    Ok(response)
+    Ok(super::with_etag(view, version))
 }
 
 /// Everything that happened to a finding, oldest first, with who did it.
@@ -299,7 +285,7 @@ pub async fn accept_risk(
     // The store keeps microseconds: a deadline with more precision would never
     // equal itself after a round trip through the database (the expiry timer).
     let expires_at = body.expires_at.trunc_subsecs(6);
-    let (finding, version) = load(&state, &principal, id).await?;
+    let (finding, version) = super::load_existing::<Finding>(&state, &principal, id).await?;
     let severity = finding
         .details
         .as_ref()

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -12,7 +12,7 @@ use uuid::Uuid;
 use vulnledger_aggregates::{FindingCounts, Scan, ScanCommand, ScanStatus, SeverityCounts};
 
 use crate::auth::{perm, Authorized, Principal};
-use crate::http::command::{etag, CommandResponse, IfMatch};
+use crate::http::command::{CommandResponse, IfMatch};
 use crate::http::pagination::{ApiQuery, PageParams, Paginated};
 use crate::http::{ApiJson, ApiPath, AppState, Error, FieldError};
 use crate::importers::{self, ImportError, ParsedReport, ReportFormat};
@@ -202,20 +202,7 @@ pub async fn list(
         cursor: params.cursor.clone(),
     }
     .validate()?;
-    let statuses: Option<Vec<String>> = params
-        .status
-        .as_deref()
-        .map(|list| {
-            list.split(',')
-                .map(|s| {
-                    s.trim()
-                        .parse::<ScanStatus>()
-                        .map(|s| s.to_string())
-                        .map_err(|_| Error::BadRequest(format!("unknown scan status {s:?}")))
-                })
-                .collect()
-        })
-        .transpose()?;
+    let statuses = super::statuses::<ScanStatus>(params.status.as_deref())?;
     let target = params
         .target
         .as_deref()
@@ -272,19 +259,8 @@ pub async fn detail(
     principal: Authorized<perm::ScansRead>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, Error> {
-    let loaded = state
-        .commands
-        .store()
-        .load::<Scan>(principal.tenant_id, &id.to_string())
-        .await?;
-    if loaded.version == 0 {
-        return Err(Error::NotFound);
-    }
-    let mut response = ApiJson(ScanView::of(id, loaded.aggregate, loaded.version)).into_response();
-    response
-        .headers_mut()
-        .insert(axum::http::header::ETAG, etag(loaded.version));
-    Ok(response)
+    let (scan, version) = super::load_existing::<Scan>(&state, &principal, id).await?;
+    Ok(super::with_etag(ScanView::of(id, scan, version), version))
 }
 
 /// Report progress; the first report moves a QUEUED scan to RUNNING.
