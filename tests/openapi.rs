@@ -229,3 +229,17 @@ async fn the_docs_ui_is_served_from_this_process_and_points_at_our_document() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_docs_ui_answers_without_the_trailing_slash_too() {
+    let app = common::spawn_app().await;
+    let response = app.client.get(app.url("/api/docs")).send().await.unwrap();
+    let status = response.status();
+    if status.is_redirection() {
+        let location = response.headers()["location"].to_str().unwrap();
+        assert!(location.ends_with("/api/docs/"), "{location}");
+    } else {
+        assert_eq!(status, 200);
+        assert!(response.text().await.unwrap().contains("swagger-ui"));
+    }
+}
