@@ -42,6 +42,9 @@ impl Application {
             },
             String::into_bytes,
         );
+        tokio::task::spawn_blocking(crate::auth::sessions::prepare)
+            .await
+            .context("preparing the login timing hash")?;
         let auth_caches = AuthCaches::default();
         auth_caches.listen(pool.clone());
         let state = AppState {

@@ -20,6 +20,12 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
     hash_password("not a real password, only for timing").expect("hashing a constant works")
 });
 
+/// Computes the timing hash now, at start, so that the first login with an unknown
+/// email is not the one slow request that tells an attacker it was unknown.
+pub fn prepare() {
+    LazyLock::force(&DUMMY_HASH);
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionUser {
