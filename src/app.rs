@@ -83,6 +83,13 @@ impl Application {
                 shutdown.clone(),
                 self.state.config.risk_expiry_sweep,
             );
+            crate::relay::spawn(
+                self.state.pool.clone(),
+                self.state.config.nats_url.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .context("starting the event relay")?;
         }
         tracing::info!(%addr, "vulnledger is listening");
         axum::serve(

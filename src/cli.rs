@@ -32,6 +32,8 @@ pub enum Command {
         #[arg(long)]
         no_workers: bool,
     },
+    /// Run only the event relay (to NATS_URL) until SIGINT or SIGTERM.
+    Relay,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage tenants.
@@ -107,6 +109,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             crate::shutdown::on_signal(shutdown.clone());
             Application::build(config).await?.run(shutdown).await
+        }
+        Command::Relay => {
+            let url = std::env::var("NATS_URL")
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .context("NATS_URL is not set (e.g. nats://127.0.0.1:4222)")?;
+            let pool = connect().await?;
+            let shutdown = CancellationToken::new();
+            crate::shutdown::on_signal(shutdown.clone());
+            tracing::info!(nats = %config::redact_url(&url), "relaying events");
+            crate::relay::run_nats(pool, url, shutdown).await;
+            Ok(())
         }
         Command::Openapi => {
             let document = crate::http::openapi::document();

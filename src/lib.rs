@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod indexes;
 pub mod ingest;
 pub mod live;
 pub mod processes;
+pub mod relay;
 pub mod schemas;
 pub mod shutdown;
 pub mod store;

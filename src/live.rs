@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Checkpoint, OrderedReader, StoredEvent};
+use crate::store::{OrderedReader, StoredEvent};
 
 /// Only what sockets show: scan state changes, not the bulky observation lists.
 fn wanted(event: &StoredEvent) -> bool {
@@ -41,8 +41,9 @@ impl LiveFeed {
         tokio::spawn(async move {
             while !shutdown.is_cancelled() {
                 let result = async {
-                    let head = head(&pool).await?;
-                    let mut tail = OrderedReader::new(pool.clone())
+                    let reader = OrderedReader::new(pool.clone());
+                    let head = reader.head().await?;
+                    let mut tail = reader
                         .tail(head, 1000)
                         .await?
                         .with_poll_interval(Duration::from_millis(250));
@@ -65,21 +66,4 @@ impl LiveFeed {
             }
         });
     }
-}
-
-/// The last committed event now: the feed starts after it.
-async fn head(pool: &PgPool) -> Result<Checkpoint, sqlx::Error> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT txid::text::bigint, position FROM events \
-         WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY txid DESC, position DESC LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await?;
-    Ok(
-        row.map_or(Checkpoint::START, |(txid, position)| Checkpoint {
-            txid,
-            position,
-        }),
-    )
 }

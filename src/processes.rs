@@ -41,8 +41,12 @@ pub fn spawn(pool: PgPool, commands: CommandService, shutdown: CancellationToken
 }
 
 /// Holds the process's advisory lock while running it; restarts it after an error.
-async fn supervise<F, Fut>(name: &'static str, pool: PgPool, shutdown: CancellationToken, run: F)
-where
+pub(crate) async fn supervise<F, Fut>(
+    name: &'static str,
+    pool: PgPool,
+    shutdown: CancellationToken,
+    run: F,
+) where
     F: Fn(PgPool, CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {

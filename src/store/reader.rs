@@ -127,6 +127,24 @@ impl OrderedReader {
         rows.iter().map(StoredEvent::from_row).collect()
     }
 
+    /// The last event readable now: where a reader that wants only what comes next
+    /// starts.
+    pub async fn head(&self) -> Result<Checkpoint, sqlx::Error> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT txid::text::bigint, position FROM events \
+             WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY txid DESC, position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(
+            row.map_or(Checkpoint::START, |(txid, position)| Checkpoint {
+                txid,
+                position,
+            }),
+        )
+    }
+
     /// Follows the store from `from`: see [`Tail`].
     pub async fn tail(&self, from: Checkpoint, batch_size: i64) -> Result<Tail, sqlx::Error> {
         let mut listener = PgListener::connect_with(&self.pool).await?;

@@ -1,0 +1,421 @@
+//! The event relay: every appended event reaches NATS JetStream as a CloudEvent,
+//! in order per aggregate, exactly once in the stream, also after NATS was down.
+//! Each test runs its own nats-server, so none disturbs the shared one or another.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use vulnledger::bus::CloudEvent;
+use vulnledger_aggregates::Role;
+
+const REPORTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/reports");
+const STREAM: &str = "VULNLEDGER_EVENTS";
+
+/// A private nats-server with JetStream; killed (and its storage removed) on drop.
+struct NatsServer {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl NatsServer {
+    async fn start(port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("vulnledger-nats-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("/usr/sbin/nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let server = Self { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while async_nats::connect(server.url()).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server never accepted connections"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        nats_url(self.port)
+    }
+
+    async fn jetstream(&self) -> jetstream::Context {
+        jetstream::new(async_nats::connect(self.url()).await.unwrap())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn nats_url(port: u16) -> String {
+    format!("nats://127.0.0.1:{port}")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Real HTTP calls that append scan and finding events: launch a grype scan, upload
+/// its report, confirm one finding (with If-Match). Every call must succeed.
+async fn workload(app: &common::TestApp, session: &common::Session, target: &str) -> String {
+    let client = &app.client;
+    let response = client
+        .post(app.url("/api/v1/scans"))
+        .bearer_auth(&session.token)
+        .json(&json!({ "target": target, "scanner": "grype", "branch": "main" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "launch: {}",
+        response.status()
+    );
+    let scan: Value = response.json().await.unwrap();
+    let scan = scan["id"].as_str().unwrap().to_owned();
+    let report = std::fs::read(format!("{REPORTS}/grype/check_all_fields.json")).unwrap();
+    let response = client
+        .post(app.url(&format!("/api/v1/scans/{scan}/results")))
+        .bearer_auth(&session.token)
+        .header("content-type", "application/json")
+        .body(report)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "upload: {}",
+        response.status()
+    );
+    let finding: String = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE aggregate_type = 'finding' \
+         GROUP BY aggregate_id HAVING max(sequence) = 1 ORDER BY min(position) LIMIT 1",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let response = client
+        .get(app.url(&format!("/api/v1/findings/{finding}")))
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap();
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    let response = client
+        .patch(app.url(&format!("/api/v1/findings/{finding}/status")))
+        .bearer_auth(&session.token)
+        .header("if-match", etag)
+        .json(&json!({ "status": "CONFIRMED" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "triage: {}",
+        response.status()
+    );
+    finding
+}
+
+/// `aggregate_id:sequence` of every event in the store.
+async fn event_ids(app: &common::TestApp) -> BTreeSet<String> {
+    sqlx::query_scalar::<_, String>("SELECT aggregate_id || ':' || sequence FROM events")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// How many messages the stream holds (0 while it does not exist yet).
+async fn stream_messages(js: &jetstream::Context) -> u64 {
+    match js.get_stream(STREAM).await {
+        Ok(mut stream) => stream.info().await.map_or(0, |i| i.state.messages),
+        Err(_) => 0,
+    }
+}
+
+/// Waits until the stream holds `count` messages (fails past the deadline).
+async fn wait_for_messages(js: &jetstream::Context, count: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let held = stream_messages(js).await;
+        if held == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream holds {held} messages, expected {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Received {
+    subject: String,
+    msg_id: String,
+    envelope: Value,
+}
+
+/// Reads the whole stream in order with a plain ephemeral pull consumer.
+async fn read_stream(js: &jetstream::Context) -> Vec<Received> {
+    let stream = js.get_stream(STREAM).await.unwrap();
+    let total = stream.cached_info().state.messages as usize;
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut received = Vec::with_capacity(total);
+    while received.len() < total {
+        let message = tokio::time::timeout(Duration::from_secs(5), messages.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("the stream goes on")
+            .unwrap();
+        let msg_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .expect("a Nats-Msg-Id header")
+            .as_str()
+            .to_owned();
+        received.push(Received {
+            subject: message.subject.to_string(),
+            msg_id,
+            envelope: serde_json::from_slice(&message.payload).expect("JSON payload"),
+        });
+    }
+    received
+}
+
+#[tokio::test]
+async fn a_subscriber_receives_a_valid_cloudevent_for_every_event_in_aggregate_order() {
+    let nats = NatsServer::start(free_port()).await;
+    let url = nats.url();
+    let app = common::spawn_app_with(|c| c.nats_url = Some(url)).await;
+    let session = app.signed_in("acme", Role::Analyst).await;
+    let finding = workload(&app, &session, "registry/api:1.4").await;
+
+    let ids = event_ids(&app).await;
+    assert!(ids.len() > 5, "the workload appends events: {ids:?}");
+    let js = nats.jetstream().await;
+    wait_for_messages(&js, ids.len() as u64, Duration::from_secs(45)).await;
+    let received = read_stream(&js).await;
+
+    let received_ids: BTreeSet<String> = received
+        .iter()
+        .map(|r| r.envelope["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(received_ids, ids, "one CloudEvent per event");
+    assert_eq!(received.len(), ids.len(), "no duplicates");
+
+    let mut last_sequence: HashMap<String, (i64, i64)> = HashMap::new();
+    for r in &received {
+        let e = &r.envelope;
+        assert_eq!(r.msg_id, e["id"], "Nats-Msg-Id is the CloudEvent id");
+        assert_eq!(e["specversion"], "1.0");
+        assert_eq!(e["datacontenttype"], "application/json");
+        let aggregate = e["subject"].as_str().unwrap();
+        let kind = e["type"].as_str().unwrap();
+        let mut parts = kind.splitn(3, '.');
+        let (prefix, aggregate_type, event_type) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        assert_eq!(prefix, "vulnledger");
+        assert!(["scan", "finding"].contains(&aggregate_type), "{kind}");
+        assert_eq!(
+            r.subject,
+            format!(
+                "vulnledger.events.{}.{aggregate_type}.{event_type}",
+                session.tenant_id
+            )
+        );
+        let sequence = e["sequence"].as_i64().unwrap();
+        let position = e["position"].as_i64().unwrap();
+        assert_eq!(e["id"], format!("{aggregate}:{sequence}"));
+        if let Some((seq, pos)) = last_sequence.get(aggregate) {
+            assert!(
+                sequence > *seq && position > *pos,
+                "{aggregate}: {sequence} after {seq}"
+            );
+        }
+        last_sequence.insert(aggregate.to_owned(), (sequence, position));
+    }
+
+    // One envelope, field by field, against its row.
+    let (position, event_type, data, actor, recorded_at): (
+        i64,
+        String,
+        Value,
+        String,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as(
+        "SELECT position, event_type, payload -> event_type, metadata ->> 'actor_id', recorded_at \
+         FROM events WHERE aggregate_id = $1 AND sequence = 2",
+    )
+    .bind(&finding)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(actor, session.user_id.to_string());
+    assert_eq!(data["to"], "CONFIRMED", "{data}");
+    let id = format!("{finding}:2");
+    let triage = received.iter().find(|r| r.msg_id == id).unwrap();
+    let tenant = session.tenant_id.to_string();
+    assert_eq!(
+        triage.subject,
+        format!("vulnledger.events.{tenant}.finding.{event_type}")
+    );
+    let time = triage.envelope["time"].as_str().unwrap();
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(time).unwrap(),
+        recorded_at,
+        "time is the event's recorded_at"
+    );
+    assert_eq!(
+        triage.envelope,
+        json!({
+            "specversion": "1.0",
+            "id": id,
+            "source": format!("vulnledger/{tenant}"),
+            "type": format!("vulnledger.finding.{event_type}"),
+            "time": time,
+            "subject": finding,
+            "datacontenttype": "application/json",
+            "data": data,
+            "tenantid": tenant,
+            "position": position,
+            "sequence": 2,
+            "actor": actor,
+        })
+    );
+}
+
+#[tokio::test]
+async fn commands_succeed_while_nats_is_down_and_every_event_is_published_once_it_is_up() {
+    let port = free_port();
+    let app = common::spawn_app_with(|c| c.nats_url = Some(nats_url(port))).await;
+    let session = app.signed_in("acme", Role::Analyst).await;
+    // NATS is not running: every call still succeeds (the workload asserts 2xx).
+    workload(&app, &session, "registry/api:1.4").await;
+    workload(&app, &session, "registry/web:2.0").await;
+
+    let nats = NatsServer::start(port).await;
+    let js = nats.jetstream().await;
+    let ids = event_ids(&app).await;
+    wait_for_messages(&js, ids.len() as u64, Duration::from_secs(45)).await;
+    let received: BTreeSet<String> = read_stream(&js)
+        .await
+        .into_iter()
+        .map(|r| r.msg_id)
+        .collect();
+    assert_eq!(received, ids);
+}
+
+#[tokio::test]
+async fn republishing_from_the_start_after_a_restart_adds_no_duplicates() {
+    let nats = NatsServer::start(free_port()).await;
+    let url = nats.url();
+    let app = common::spawn_app_with(|c| c.nats_url = Some(url.clone())).await;
+    let session = app.signed_in("acme", Role::Analyst).await;
+    workload(&app, &session, "registry/api:1.4").await;
+    let js = nats.jetstream().await;
+    let count = event_ids(&app).await.len() as u64;
+    wait_for_messages(&js, count, Duration::from_secs(45)).await;
+    let last: i64 = sqlx::query_scalar("SELECT max(position) FROM events")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+
+    sqlx::query("DELETE FROM process_checkpoints WHERE name = 'relay'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let app = app.restart(|c| c.nats_url = Some(url)).await;
+
+    // The relay has gone through everything again once its checkpoint is back at the end.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM process_checkpoints WHERE name = 'relay'")
+                .fetch_optional(&app.db.pool)
+                .await
+                .unwrap();
+        if at.is_some_and(|p| p >= last) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relay never re-published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(event_ids(&app).await.len() as u64, count);
+    assert_eq!(
+        stream_messages(&js).await,
+        count,
+        "JetStream dropped the re-published duplicates"
+    );
+}
+
+#[tokio::test]
+async fn without_nats_the_in_process_bus_carries_the_same_envelopes() {
+    let app = common::spawn_app().await;
+    let session = app.signed_in("acme", Role::Analyst).await;
+    let shutdown = CancellationToken::new();
+    let bus = vulnledger::relay::spawn(app.db.pool.clone(), None, shutdown.clone())
+        .await
+        .unwrap()
+        .expect("an in-process bus without NATS");
+    let mut events = bus.subscribe();
+    workload(&app, &session, "registry/api:1.4").await;
+    let ids = event_ids(&app).await;
+    let mut received: Vec<Arc<CloudEvent>> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while received.len() < ids.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, events.recv())
+            .await
+            .expect("every event within 10 s")
+            .unwrap();
+        received.push(event);
+    }
+    shutdown.cancel();
+    let received_ids: BTreeSet<String> = received.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(received_ids, ids);
+    assert!(
+        received
+            .iter()
+            .all(|e| e.specversion == "1.0"
+                && e.source == format!("vulnledger/{}", session.tenant_id))
+    );
+}
