@@ -125,19 +125,11 @@ pub async fn list(
     .bind(page.offset())
     .fetch_all(&state.pool)
     .await?;
-    let keys: Vec<String> = ids.iter().map(|(id, _)| id.to_string()).collect();
-    let mut conn = state.pool.acquire().await?;
-    let mut loaded = state
-        .commands
-        .store()
-        .load_many::<Approval>(&mut conn, principal.tenant_id, &keys)
-        .await?;
-    let rows = ids
+    let ids: Vec<Uuid> = ids.into_iter().map(|(id, _)| id).collect();
+    let rows = super::load_in_order::<Approval>(&state, &principal, &ids)
+        .await?
         .into_iter()
-        .filter_map(|(id, _)| {
-            let l = loaded.remove(&id.to_string())?;
-            Some(ApprovalView::of(id, l.aggregate, l.version))
-        })
+        .map(|(id, approval, version)| ApprovalView::of(id, approval, version))
         .collect();
     Ok(ApiJson(Paginated::new(rows, total, &page, |a| {
         json!([a.requested_at, a.id])

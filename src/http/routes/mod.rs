@@ -38,6 +38,28 @@ pub(crate) async fn load_existing<A: Aggregate>(
     Ok((loaded.aggregate, loaded.version))
 }
 
+/// The aggregates of a list page, in the page's order, loaded in one round trip.
+pub(crate) async fn load_in_order<A: Aggregate>(
+    state: &AppState,
+    principal: &Principal,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, A, u64)>, Error> {
+    let keys: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let mut conn = state.pool.acquire().await?;
+    let mut loaded = state
+        .commands
+        .store()
+        .load_many::<A>(&mut conn, principal.tenant_id, &keys)
+        .await?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| {
+            let l = loaded.remove(&id.to_string())?;
+            Some((*id, l.aggregate, l.version))
+        })
+        .collect())
+}
+
 /// A JSON body with the `ETag` that If-Match must echo.
 pub(crate) fn with_etag(body: impl Serialize, version: u64) -> Response {
     let mut response = ApiJson(body).into_response();

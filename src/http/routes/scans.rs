@@ -231,19 +231,10 @@ pub async fn list(
     .bind(page.offset())
     .fetch_all(&state.pool)
     .await?;
-    let keys: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    let mut conn = state.pool.acquire().await?;
-    let mut loaded = state
-        .commands
-        .store()
-        .load_many::<Scan>(&mut conn, principal.tenant_id, &keys)
-        .await?;
-    let rows = ids
+    let rows = super::load_in_order::<Scan>(&state, &principal, &ids)
+        .await?
         .into_iter()
-        .filter_map(|id| {
-            let l = loaded.remove(&id.to_string())?;
-            Some(ScanView::of(id, l.aggregate, l.version))
-        })
+        .map(|(id, scan, version)| ScanView::of(id, scan, version))
         .collect();
     Ok(ApiJson(Paginated::new(rows, total, &page, |s| {
         serde_json::json!([s.created_at, s.id])
