@@ -54,6 +54,8 @@ impl Application {
             rate_limits: RateLimits::new(config.rate_limit_auth, config.rate_limit_tenant),
             live: crate::live::LiveFeed::default(),
             sockets: Default::default(),
+            freshness: crate::freshness::Freshness::new(pool.clone()),
+            caches: crate::read_models::Caches::default(),
             pool,
             config: Arc::new(config),
         };
@@ -76,7 +78,13 @@ impl Application {
         self.state
             .live
             .run(self.state.pool.clone(), shutdown.clone());
+        self.state.freshness.run(shutdown.clone());
         if self.state.config.run_workers {
+            crate::projector::spawn(
+                self.state.pool.clone(),
+                self.state.config.nats_url.clone(),
+                shutdown.clone(),
+            );
             crate::processes::spawn(
                 self.state.pool.clone(),
                 self.state.commands.clone(),

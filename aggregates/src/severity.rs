@@ -28,7 +28,7 @@ labelled_enum!(Severity, "severity", {
 impl Severity {
     /// Declaration order follows the API's listing (most severe first), so ordering
     /// cannot be derived and is spelled out here instead.
-    const fn rank(self) -> u8 {
+    pub const fn rank(self) -> u8 {
         match self {
             Severity::Critical => 4,
             Severity::High => 3,

@@ -1,5 +1,98 @@
 //! Read-model builders: each turns events into rows of its own tables and is shared
 //! by the live projection workers and the rebuild command, so both produce the same
-//! rows. The first projections (findings, dashboard, assets) arrive with the
-//! read-model work; see docs/architecture.md for the contract they follow (a batch
-//! and its checkpoint in one transaction).
+//! rows.
+//!
+//! The contract every projection follows: it is handed batches of events in commit
+//! order and applies each batch inside the caller's transaction, which also moves the
+//! projection's checkpoint (see [`checkpoint`]). A batch is therefore applied
+//! completely or not at all, and a batch delivered again after a crash is skipped by
+//! the checkpoint before it reaches the projection.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub mod checkpoint;
+pub mod findings;
+
+pub use checkpoint::ProjectionCheckpoint;
+pub use findings::FindingsProjection;
+
+/// An event as projections see it: what the store holds and NATS carries, with the
+/// event's own fields (`data`) already unwrapped from cqrs-es's enum tag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectedEvent {
+    pub position: i64,
+    pub txid: i64,
+    pub tenant_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub data: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl ProjectedEvent {
+    /// Where this event stands in commit order.
+    pub fn checkpoint(&self) -> (i64, i64) {
+        (self.txid, self.position)
+    }
+
+    /// The event's fields as `T`; an event that does not decode is a corrupt store,
+    /// not something to skip silently.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, ProjectionError> {
+        T::deserialize(&self.data).map_err(|e| ProjectionError::Undecodable {
+            position: self.position,
+            event_type: self.event_type.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("event at position {position} ({event_type}) cannot be decoded: {reason}")]
+    Undecodable {
+        position: i64,
+        event_type: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A read model fed by events.
+#[async_trait::async_trait]
+pub trait Projection: Send + Sync {
+    /// Stable name: the checkpoint's key, the CLI's argument, the consumer's name.
+    fn name(&self) -> &'static str;
+
+    /// Bumped whenever the rows it writes change shape or meaning, so a deploy knows
+    /// the stored rows are stale and must be rebuilt.
+    fn version(&self) -> i32;
+
+    /// The tables it owns, in an order that truncating them in one statement accepts.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Applies `events` (commit order, none applied before) inside the caller's
+    /// transaction.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[ProjectedEvent],
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Every projection the product runs.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(FindingsProjection)]
+}
+
+/// The projection called `name`, if there is one.
+pub fn named(name: &str) -> Option<Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
+}

@@ -10,8 +10,10 @@ pub mod pagination;
 mod path;
 pub mod problem;
 pub mod rate_limit;
+pub mod read_your_writes;
 pub mod request_id;
 pub mod routes;
+pub mod time_range;
 
 use std::sync::Arc;
 
@@ -42,11 +44,13 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     pub live: crate::live::LiveFeed,
     pub sockets: Arc<routes::ws::Sockets>,
+    pub freshness: crate::freshness::Freshness,
+    pub caches: crate::read_models::Caches,
 }
 
 /// Layers, outermost first: request id (so every response and problem has one),
 /// panic catcher (a panic becomes a generic 500 problem), tracing, credential
-/// resolution, rate limits, body limit, then the routes.
+/// resolution, rate limits, read-your-writes waits, body limit, then the routes.
 pub fn router(state: AppState) -> Router {
     let (api, _openapi) = openapi::routes(state.config.report_max_bytes);
     Router::new()
@@ -55,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
         .layer(DefaultBodyLimit::max(limits::DEFAULT_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_your_writes::middleware,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::middleware,

@@ -13,7 +13,10 @@ use utoipa_swagger_ui::SwaggerUi;
 use axum::extract::DefaultBodyLimit;
 
 use super::limits::DEFAULT_BODY_LIMIT;
-use super::routes::{admin, api_keys, approvals, auth, ci, findings, scans, ws};
+use super::routes::{
+    admin, api_keys, approvals, assets, auth, ci, dashboard, finding_list, findings, scans,
+    settings, ws,
+};
 use super::AppState;
 
 #[derive(OpenApi)]
@@ -31,7 +34,9 @@ use super::AppState;
         (name = "ci", description = "Pipelines: start, poll, gate"),
         (name = "findings", description = "Findings and their triage"),
         (name = "approvals", description = "Risk-acceptance approvals"),
-        (name = "scans", description = "Scans and their results"),
+        (name = "dashboard", description = "KPIs, trends and SLA from the read models"),
+        (name = "assets", description = "Assets and vulnerabilities across them"),
+        (name = "settings", description = "Tenant settings"),
     )
 )]
 struct ApiDoc;
@@ -82,6 +87,15 @@ pub fn routes(report_max_bytes: usize) -> (Router<AppState>, Document) {
         .routes(routes!(scans::fail))
         .routes(routes!(ci::status))
         .routes(routes!(ci::results))
+        .routes(routes!(finding_list::list_findings))
+        .routes(routes!(finding_list::asset_findings))
+        .routes(routes!(finding_list::cve_findings))
+        .routes(routes!(assets::list))
+        .routes(routes!(dashboard::kpis))
+        .routes(routes!(dashboard::trends))
+        .routes(routes!(dashboard::severity_breakdown))
+        .routes(routes!(dashboard::sla))
+        .routes(routes!(settings::get_sla, settings::put_sla))
         .routes(routes!(findings::detail))
         .routes(routes!(findings::history))
         .routes(routes!(findings::change_status))

@@ -1,10 +1,14 @@
 pub mod admin;
 pub mod api_keys;
 pub mod approvals;
+pub mod assets;
 pub mod auth;
 pub mod ci;
+pub mod dashboard;
+pub mod finding_list;
 pub mod findings;
 pub mod scans;
+pub mod settings;
 pub mod ws;
 
 use std::fmt::Display;

@@ -1,0 +1,79 @@
+//! A projection's durable position, written in the same transaction as its rows.
+
+use sqlx::{PgConnection, PgPool};
+
+/// The NOTIFY channel a projection signals after each committed batch; API processes
+/// listen to it to answer `X-Min-Position` without polling.
+pub const CHANNEL: &str = "vulnledger_projections";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProjectionCheckpoint {
+    /// Last event applied, in commit order `(txid, position)`.
+    pub txid: i64,
+    pub position: i64,
+    /// The highest position applied so far (positions are not commit order).
+    pub max_position: i64,
+    /// How many events this projection has applied since it was (re)built.
+    pub events: i64,
+    /// The projection's version when its rows were written.
+    pub version: i32,
+}
+
+impl ProjectionCheckpoint {
+    /// Whether the event at `(txid, position)` has been applied.
+    pub fn covers(&self, txid: i64, position: i64) -> bool {
+        (self.txid, self.position) >= (txid, position)
+    }
+}
+
+/// The checkpoint of `name`, or `None` before its first batch.
+pub async fn load(pool: &PgPool, name: &str) -> Result<Option<ProjectionCheckpoint>, sqlx::Error> {
+    let row: Option<(i64, i64, i64, i64, i32)> = sqlx::query_as(
+        "SELECT txid, position, max_position, events, version \
+         FROM projection_checkpoints WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(
+        |(txid, position, max_position, events, version)| ProjectionCheckpoint {
+            txid,
+            position,
+            max_position,
+            events,
+            version,
+        },
+    ))
+}
+
+/// Moves `name` to `at` and tells listeners, inside the batch's transaction (NOTIFY
+/// is delivered on commit, so nobody hears of a batch that rolled back).
+pub async fn save(
+    conn: &mut PgConnection,
+    name: &str,
+    at: &ProjectionCheckpoint,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, version, txid, position, max_position, events) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (name) DO UPDATE SET version = $2, txid = $3, position = $4, \
+             max_position = $5, events = $6, updated_at = now()",
+    )
+    .bind(name)
+    .bind(at.version)
+    .bind(at.txid)
+    .bind(at.position)
+    .bind(at.max_position)
+    .bind(at.events)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(format!(
+            "{name} {} {} {}",
+            at.txid, at.position, at.max_position
+        ))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! The findings projection's SQL: a fixed number of set-based statements per batch.
+//! Rows travel as one JSON array each (`jsonb_to_recordset`), which binds any number
+//! of rows, including array columns, as a single parameter.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::{json, Value};
+use sqlx::PgConnection;
+use uuid::Uuid;
+use vulnledger_aggregates::{Severity, SlaPolicy};
+
+use super::{Deltas, Row};
+use crate::ProjectionError;
+
+/// `Severity::rank` in SQL.
+pub const RANK_SQL: &str = "CASE severity WHEN 'CRITICAL' THEN 4 WHEN 'HIGH' THEN 3 \
+     WHEN 'MEDIUM' THEN 2 WHEN 'LOW' THEN 1 ELSE 0 END";
+
+const ROW_COLUMNS: &str =
+    "id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
+     installed_version, fixed_version, location, status, first_seen, last_seen, resolved_at, \
+     due_at, risk_acceptance, tags, version";
+
+pub(super) async fn load_rows(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Row>, ProjectionError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM UNNEST($1::uuid[]) AS k(id) JOIN finding_view USING (id)"
+    );
+    Ok(sqlx::query_as::<_, Row>(&sql)
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
+pub(super) async fn load_policies(
+    conn: &mut PgConnection,
+    tenants: &HashSet<Uuid>,
+) -> Result<HashMap<Uuid, SlaPolicy>, ProjectionError> {
+    if tenants.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let tenants: Vec<Uuid> = tenants.iter().copied().collect();
+    let rows: Vec<(Uuid, Value)> = sqlx::query_as(
+        "SELECT tenant_id, policy FROM sla_policy_view WHERE tenant_id = ANY($1::uuid[])",
+    )
+    .bind(&tenants)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut policies = HashMap::with_capacity(rows.len());
+    for (tenant, policy) in rows {
+        let policy = serde_json::from_value(policy).map_err(|e| ProjectionError::Undecodable {
+            position: 0,
+            event_type: "SlaPolicyChanged".to_owned(),
+            reason: e.to_string(),
+        })?;
+        policies.insert(tenant, policy);
+    }
+    Ok(policies)
+}
+
+pub(super) async fn rows(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO finding_view ({ROW_COLUMNS}, severity_rank, search) \
+         SELECT {ROW_COLUMNS}, {RANK_SQL}, \
+                lower(concat_ws(' ', title, cve, asset, package)) \
+         FROM (SELECT id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
+                      installed_version, fixed_version, location, status, first_seen, \
+                      last_seen, resolved_at, due_at, risk_acceptance, \
+                      ARRAY(SELECT jsonb_array_elements_text(tags)) AS tags, version \
+               FROM jsonb_to_recordset($1) AS r(id uuid, tenant_id uuid, title text, \
+                    severity text, cvss float8, cve text, rule_id text, asset text, scanner text, \
+                    package text, installed_version text, fixed_version text, location text, \
+                    status text, first_seen timestamptz, last_seen timestamptz, \
+                    resolved_at timestamptz, due_at timestamptz, risk_acceptance jsonb, \
+                    tags jsonb, version bigint)) AS r \
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+             last_seen = EXCLUDED.last_seen, resolved_at = EXCLUDED.resolved_at, \
+             due_at = EXCLUDED.due_at, risk_acceptance = EXCLUDED.risk_acceptance, \
+             version = EXCLUDED.version"
+    );
+    sqlx::query(&sql)
+        .bind(serde_json::to_value(rows).expect("rows serialize"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn deltas(conn: &mut PgConnection, d: &Deltas) -> Result<(), ProjectionError> {
+    let counts: Vec<Value> = d
+        .counts
+        .iter()
+        .filter(|(_, (count, seconds))| *count != 0 || *seconds != 0)
+        .map(
+            |((tenant, asset, scanner, severity, status), (count, seconds))| {
+                json!({"tenant_id": tenant, "asset": asset, "scanner": scanner,
+                   "severity": severity.as_str(), "status": status.as_str(),
+                   "count": count, "resolved_seconds": seconds})
+            },
+        )
+        .collect();
+    let mut tenant_counts: HashMap<(Uuid, &str, Severity, &str), (i64, i64)> = HashMap::new();
+    for ((tenant, _, scanner, severity, status), (count, seconds)) in &d.counts {
+        let total = tenant_counts
+            .entry((*tenant, scanner.as_str(), *severity, status.as_str()))
+            .or_default();
+        total.0 += count;
+        total.1 += seconds;
+    }
+    let tenant_counts: Vec<Value> = tenant_counts
+        .into_iter()
+        .filter(|(_, (count, seconds))| *count != 0 || *seconds != 0)
+        .map(|((tenant, scanner, severity, status), (count, seconds))| {
+            json!({"tenant_id": tenant, "scanner": scanner, "severity": severity.as_str(),
+                   "status": status, "count": count, "resolved_seconds": seconds})
+        })
+        .collect();
+    if !counts.is_empty() {
+        sqlx::query(
+            "INSERT INTO finding_counts AS c \
+             SELECT * FROM jsonb_to_recordset($1) AS d(tenant_id uuid, asset text, \
+                 scanner text, severity text, status text, count bigint, resolved_seconds bigint) \
+             ON CONFLICT (tenant_id, asset, scanner, severity, status) DO UPDATE \
+             SET count = c.count + EXCLUDED.count, \
+                 resolved_seconds = c.resolved_seconds + EXCLUDED.resolved_seconds",
+        )
+        .bind(Value::Array(counts))
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO tenant_counts AS c \
+             SELECT * FROM jsonb_to_recordset($1) AS d(tenant_id uuid, scanner text, \
+                 severity text, status text, count bigint, resolved_seconds bigint) \
+             ON CONFLICT (tenant_id, scanner, severity, status) DO UPDATE \
+             SET count = c.count + EXCLUDED.count, \
+                 resolved_seconds = c.resolved_seconds + EXCLUDED.resolved_seconds",
+        )
+        .bind(Value::Array(tenant_counts))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let daily: Vec<Value> = d
+        .daily
+        .iter()
+        .map(
+            |((tenant, day, severity), [new, remediated, opened, closed])| {
+                json!({"tenant_id": tenant, "day": day, "severity": severity.as_str(),
+                   "new": new, "remediated": remediated, "opened": opened, "closed": closed})
+            },
+        )
+        .collect();
+    if !daily.is_empty() {
+        sqlx::query(
+            "INSERT INTO daily_counts AS c \
+             SELECT * FROM jsonb_to_recordset($1) AS d(tenant_id uuid, day date, \
+                 severity text, new bigint, remediated bigint, opened bigint, closed bigint) \
+             ON CONFLICT (tenant_id, day, severity) DO UPDATE \
+             SET new = c.new + EXCLUDED.new, remediated = c.remediated + EXCLUDED.remediated, \
+                 opened = c.opened + EXCLUDED.opened, closed = c.closed + EXCLUDED.closed",
+        )
+        .bind(Value::Array(daily))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let due: Vec<Value> = d
+        .open_due
+        .iter()
+        .filter(|(_, count)| **count != 0)
+        .map(|((tenant, severity, day), count)| {
+            json!({"tenant_id": tenant, "severity": severity.as_str(), "due_day": day,
+                   "count": count})
+        })
+        .collect();
+    if !due.is_empty() {
+        sqlx::query(
+            "INSERT INTO open_due_counts AS c \
+             SELECT * FROM jsonb_to_recordset($1) AS d(tenant_id uuid, severity text, \
+                 due_day date, count bigint) \
+             ON CONFLICT (tenant_id, severity, due_day) DO UPDATE \
+             SET count = c.count + EXCLUDED.count",
+        )
+        .bind(Value::Array(due))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !d.sightings.is_empty() {
+        let sightings: Vec<Value> = d
+            .sightings
+            .iter()
+            .map(|(tenant, scan, finding)| json!([tenant, scan, finding]))
+            .collect();
+        sqlx::query(
+            "INSERT INTO finding_scans (tenant_id, scan_id, finding_id) \
+             SELECT (s->>0)::uuid, (s->>1)::uuid, (s->>2)::uuid \
+             FROM jsonb_array_elements($1) AS s ON CONFLICT DO NOTHING",
+        )
+        .bind(Value::Array(sightings))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !d.assets.is_empty() {
+        refresh_assets(conn, &d.assets).await?;
+    }
+    Ok(())
+}
+
+/// Recomputes the touched assets' rows from their counters (a handful of rows each).
+async fn refresh_assets(
+    conn: &mut PgConnection,
+    assets: &BTreeMap<(Uuid, String), chrono::DateTime<chrono::Utc>>,
+) -> Result<(), ProjectionError> {
+    let touched: Vec<Value> = assets
+        .iter()
+        .map(|((tenant, asset), last_seen)| {
+            json!({"tenant_id": tenant, "asset": asset, "last_seen": last_seen})
+        })
+        .collect();
+    let open = "c.status IN ('OPEN', 'CONFIRMED')";
+    let sql = format!(
+        "INSERT INTO asset_view AS a (tenant_id, asset, total, open_total, open_critical, \
+             open_high, open_medium, open_low, open_info, worst_rank, last_seen) \
+         SELECT t.tenant_id, t.asset, \
+             COALESCE(sum(c.count), 0)::bigint, \
+             COALESCE(sum(c.count) FILTER (WHERE {open}), 0)::bigint, \
+             COALESCE(sum(c.count) FILTER (WHERE {open} AND c.severity = 'CRITICAL'), 0)::bigint, \
+             COALESCE(sum(c.count) FILTER (WHERE {open} AND c.severity = 'HIGH'), 0)::bigint, \
+             COALESCE(sum(c.count) FILTER (WHERE {open} AND c.severity = 'MEDIUM'), 0)::bigint, \
+             COALESCE(sum(c.count) FILTER (WHERE {open} AND c.severity = 'LOW'), 0)::bigint, \
+             COALESCE(sum(c.count) FILTER (WHERE {open} AND c.severity = 'INFO'), 0)::bigint, \
+             COALESCE(max(CASE c.severity WHEN 'CRITICAL' THEN 4 WHEN 'HIGH' THEN 3 \
+                 WHEN 'MEDIUM' THEN 2 WHEN 'LOW' THEN 1 ELSE 0 END) \
+                 FILTER (WHERE {open} AND c.count > 0), -1), \
+             t.last_seen \
+         FROM jsonb_to_recordset($1) AS t(tenant_id uuid, asset text, last_seen timestamptz) \
+         LEFT JOIN finding_counts c ON c.tenant_id = t.tenant_id AND c.asset = t.asset \
+         GROUP BY t.tenant_id, t.asset, t.last_seen \
+         ON CONFLICT (tenant_id, asset) DO UPDATE SET total = EXCLUDED.total, \
+             open_total = EXCLUDED.open_total, open_critical = EXCLUDED.open_critical, \
+             open_high = EXCLUDED.open_high, open_medium = EXCLUDED.open_medium, \
+             open_low = EXCLUDED.open_low, open_info = EXCLUDED.open_info, \
+             worst_rank = EXCLUDED.worst_rank, \
+             last_seen = GREATEST(a.last_seen, EXCLUDED.last_seen)"
+    );
+    sqlx::query(&sql)
+        .bind(Value::Array(touched))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A new SLA policy: every deadline of the tenant moves, and the open-by-deadline
+/// counters are recounted from the rows.
+pub(super) async fn change_policy(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    policy: &SlaPolicy,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO sla_policy_view (tenant_id, policy) VALUES ($1, $2) \
+         ON CONFLICT (tenant_id) DO UPDATE SET policy = EXCLUDED.policy",
+    )
+    .bind(tenant)
+    .bind(serde_json::to_value(policy).expect("a policy serializes"))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE finding_view SET due_at = first_seen + make_interval(days => CASE severity \
+             WHEN 'CRITICAL' THEN $2 WHEN 'HIGH' THEN $3 WHEN 'MEDIUM' THEN $4 \
+             WHEN 'LOW' THEN $5 ELSE $6 END) \
+         WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .bind(policy.critical as i32)
+    .bind(policy.high as i32)
+    .bind(policy.medium as i32)
+    .bind(policy.low as i32)
+    .bind(policy.info as i32)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM open_due_counts WHERE tenant_id = $1")
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO open_due_counts (tenant_id, severity, due_day, count) \
+         SELECT tenant_id, severity, (due_at AT TIME ZONE 'UTC')::date, count(*) \
+         FROM finding_view WHERE tenant_id = $1 AND status IN ('OPEN', 'CONFIRMED') \
+         GROUP BY 1, 2, 3",
+    )
+    .bind(tenant)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! Projection workers: feed each projection (`vulnledger_projections::all()`) the
+//! event stream and keep its checkpoint.
+//!
+//! Every batch is applied in one transaction together with the projection's
+//! checkpoint; events at or before the checkpoint are dropped first. So a batch
+//! delivered twice (a redelivery after a crash between commit and ack, a relay that
+//! re-published after JetStream's duplicate window) is applied once, and a worker
+//! killed mid-batch leaves the previous batch's state, never half of this one.
+//!
+//! Sources, in order:
+//! 1. the store itself, read through the ordered reader from the checkpoint until
+//!    caught up (a new or rebuilt projection, a stream that lost history);
+//! 2. with `NATS_URL`, a durable JetStream pull consumer (`projection-<name>`,
+//!    explicit acks, sent after commit); without it, the store's tail, woken by the
+//!    same NOTIFY the relay wakes on.
+//!
+//! One active worker per projection, by advisory lock (`processes::supervise`), so
+//! any number of `serve` or `worker` processes may run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::Message;
+use futures::{FutureExt, StreamExt};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use vulnledger_projections::{checkpoint, ProjectedEvent, Projection, ProjectionCheckpoint};
+
+use crate::bus::{self, CloudEvent};
+use crate::processes::supervise;
+use crate::store::{Checkpoint, OrderedReader, StoredEvent};
+
+/// Events per transaction while catching up from the store.
+const CATCH_UP_BATCH: i64 = 2000;
+/// At most this many messages are applied in one transaction from NATS.
+const LIVE_BATCH: usize = 1000;
+
+/// Starts one worker per projection until `shutdown`.
+pub fn spawn(pool: PgPool, nats_url: Option<String>, shutdown: CancellationToken) {
+    for projection in vulnledger_projections::all() {
+        let name: &'static str = projection.name();
+        let lock = Box::leak(format!("projection:{name}").into_boxed_str());
+        let nats_url = nats_url.clone();
+        tokio::spawn(supervise(lock, pool.clone(), shutdown.clone(), {
+            move |pool, shutdown| run(pool, Arc::clone(&projection), nats_url.clone(), shutdown)
+        }));
+    }
+}
+
+async fn run(
+    pool: PgPool,
+    projection: Arc<dyn Projection>,
+    nats_url: Option<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut worker = Worker::start(pool, projection).await?;
+    worker.catch_up(&shutdown).await?;
+    match nats_url {
+        Some(url) => worker.follow_nats(&url, &shutdown).await,
+        None => worker.follow_store(&shutdown).await,
+    }
+}
+
+pub struct Worker {
+    pool: PgPool,
+    projection: Arc<dyn Projection>,
+    at: ProjectionCheckpoint,
+}
+
+impl Worker {
+    /// Loads the checkpoint; a projection whose stored rows were written by another
+    /// version starts over from an empty read model.
+    pub async fn start(pool: PgPool, projection: Arc<dyn Projection>) -> anyhow::Result<Self> {
+        let stored = checkpoint::load(&pool, projection.name()).await?;
+        let at = match stored {
+            Some(at) if at.version == projection.version() => at,
+            stale => {
+                if let Some(stale) = stale {
+                    tracing::warn!(
+                        projection = projection.name(),
+                        stored = stale.version,
+                        current = projection.version(),
+                        "projection version changed; rebuilding it from the event store"
+                    );
+                }
+                reset(&pool, projection.as_ref()).await?
+            }
+        };
+        Ok(Self {
+            pool,
+            projection,
+            at,
+        })
+    }
+
+    pub fn checkpoint(&self) -> ProjectionCheckpoint {
+        self.at
+    }
+
+    /// Reads the store from the checkpoint until nothing more is readable.
+    pub async fn catch_up(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let reader = OrderedReader::new(self.pool.clone());
+        while !shutdown.is_cancelled() {
+            let batch = reader
+                .read_batch(
+                    Checkpoint {
+                        txid: self.at.txid,
+                        position: self.at.position,
+                    },
+                    CATCH_UP_BATCH,
+                )
+                .await?;
+            let full = batch.len() as i64 == CATCH_UP_BATCH;
+            self.apply(batch.iter().map(projected).collect()).await?;
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn follow_store(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let from = Checkpoint {
+            txid: self.at.txid,
+            position: self.at.position,
+        };
+        let mut tail = OrderedReader::new(self.pool.clone())
+            .tail(from, CATCH_UP_BATCH)
+            .await?;
+        loop {
+            let batch = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                batch = tail.next_batch() => batch?,
+            };
+            self.apply(batch.iter().map(projected).collect()).await?;
+        }
+    }
+
+    async fn follow_nats(&mut self, url: &str, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let context = bus::connect_jetstream(url).await?;
+        let stream = context.get_stream(bus::STREAM).await?;
+        let durable = format!("projection-{}", self.projection.name());
+        let consumer = stream
+            .get_or_create_consumer(
+                &durable,
+                pull::Config {
+                    durable_name: Some(durable.clone()),
+                    description: Some(format!("vulnledger projection {}", self.projection.name())),
+                    ack_policy: AckPolicy::Explicit,
+                    deliver_policy: DeliverPolicy::All,
+                    ack_wait: Duration::from_secs(60),
+                    max_ack_pending: 20_000,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut messages = consumer.messages().await?;
+        tracing::info!(projection = self.projection.name(), "following JetStream");
+        loop {
+            let first = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next.context("the JetStream consumer ended")??,
+            };
+            let mut batch = vec![first];
+            while batch.len() < LIVE_BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(message))) => batch.push(message),
+                    Some(Some(Err(e))) => return Err(e.into()),
+                    _ => break,
+                }
+            }
+            let events = self.decode(&batch).await?;
+            self.apply(events).await?;
+            for message in &batch {
+                message
+                    .ack()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot acknowledge: {e}"))?;
+            }
+        }
+    }
+
+    /// CloudEvents back into events, with the commit-order key NATS does not carry.
+    async fn decode(&self, batch: &[Message]) -> anyhow::Result<Vec<ProjectedEvent>> {
+        let envelopes: Vec<CloudEvent> = batch
+            .iter()
+            .map(|m| serde_json::from_slice(&m.payload))
+            .collect::<Result<_, _>>()
+            .context("a message on the event stream is not a vulnledger CloudEvent")?;
+        let positions: Vec<i64> = envelopes.iter().map(|e| e.position).collect();
+        let txids: std::collections::HashMap<i64, i64> = sqlx::query_as(
+            "SELECT position, txid::text::bigint FROM UNNEST($1::bigint[]) AS k(position) \
+             JOIN events USING (position)",
+        )
+        .bind(&positions)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .collect();
+        envelopes
+            .into_iter()
+            .map(|e| {
+                let txid = *txids.get(&e.position).with_context(|| {
+                    format!("event {} on the stream is not in this event store", e.id)
+                })?;
+                from_cloud_event(e, txid)
+            })
+            .collect()
+    }
+
+    /// Applies what `events` holds past the checkpoint, with the new checkpoint, in
+    /// one transaction.
+    pub async fn apply(&mut self, events: Vec<ProjectedEvent>) -> anyhow::Result<()> {
+        let fresh: Vec<ProjectedEvent> = events
+            .into_iter()
+            .filter(|e| !self.at.covers(e.txid, e.position))
+            .collect();
+        let Some(last) = fresh.last() else {
+            return Ok(());
+        };
+        let next = ProjectionCheckpoint {
+            txid: last.txid,
+            position: last.position,
+            max_position: fresh
+                .iter()
+                .map(|e| e.position)
+                .max()
+                .unwrap_or(0)
+                .max(self.at.max_position),
+            events: self.at.events + fresh.len() as i64,
+            version: self.projection.version(),
+        };
+        let mut tx = self.pool.begin().await?;
+        self.projection.apply(&mut tx, &fresh).await?;
+        checkpoint::save(&mut tx, self.projection.name(), &next).await?;
+        tx.commit().await?;
+        self.at = next;
+        Ok(())
+    }
+}
+
+/// Empties a projection's tables and checkpoint, in one transaction.
+pub async fn reset(
+    pool: &PgPool,
+    projection: &dyn Projection,
+) -> anyhow::Result<ProjectionCheckpoint> {
+    let at = ProjectionCheckpoint {
+        version: projection.version(),
+        ..Default::default()
+    };
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("TRUNCATE {}", projection.tables().join(", ")))
+        .execute(&mut *tx)
+        .await?;
+    checkpoint::save(&mut tx, projection.name(), &at).await?;
+    tx.commit().await?;
+    Ok(at)
+}
+
+pub fn projected(event: &StoredEvent) -> ProjectedEvent {
+    ProjectedEvent {
+        position: event.position,
+        txid: event.txid,
+        tenant_id: event.tenant_id,
+        aggregate_type: event.aggregate_type.clone(),
+        aggregate_id: event.aggregate_id.clone(),
+        sequence: event.sequence,
+        event_type: event.event_type.clone(),
+        data: event.data().clone(),
+        recorded_at: event.recorded_at,
+    }
+}
+
+fn from_cloud_event(e: CloudEvent, txid: i64) -> anyhow::Result<ProjectedEvent> {
+    // type = vulnledger.<aggregateType>.<EventType>
+    let mut parts = e.event_type.splitn(3, '.');
+    let (Some("vulnledger"), Some(aggregate_type), Some(event_type)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        anyhow::bail!("unexpected CloudEvent type {:?}", e.event_type);
+    };
+    Ok(ProjectedEvent {
+        position: e.position,
+        txid,
+        tenant_id: e.tenantid.parse().context("CloudEvent tenantid")?,
+        aggregate_type: aggregate_type.to_owned(),
+        aggregate_id: e.subject,
+        sequence: e.sequence,
+        event_type: event_type.to_owned(),
+        data: e.data,
+        recorded_at: chrono::DateTime::parse_from_rfc3339(&e.time)
+            .context("CloudEvent time")?
+            .with_timezone(&chrono::Utc),
+    })
+}

@@ -1,0 +1,394 @@
+//! The finding list over `finding_view`: filters, sorts, keyset pages, exact totals.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::http::pagination::PageRequest;
+use crate::http::time_range::TimeRange;
+
+/// Columns of a list row, in `FindingRow`'s order.
+pub const COLUMNS: &str = "id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
+     installed_version, fixed_version, location, status, first_seen, last_seen, resolved_at, \
+     due_at, risk_acceptance, tags, version, severity_rank";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FindingRow {
+    pub id: Uuid,
+    pub title: String,
+    pub severity: String,
+    pub cvss: Option<f64>,
+    pub cve: Option<String>,
+    pub rule_id: Option<String>,
+    pub asset: String,
+    pub scanner: String,
+    pub package: Option<String>,
+    pub installed_version: Option<String>,
+    pub fixed_version: Option<String>,
+    pub location: Option<String>,
+    pub status: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub due_at: DateTime<Utc>,
+    pub risk_acceptance: Option<Value>,
+    pub tags: Vec<String>,
+    pub version: i64,
+    pub severity_rank: i16,
+}
+
+/// Everything `GET /findings` filters on, already validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct FindingFilter {
+    pub severities: Option<Vec<String>>,
+    pub statuses: Option<Vec<String>>,
+    pub assets: Option<Vec<String>>,
+    pub cves: Option<Vec<String>>,
+    pub scanners: Option<Vec<String>>,
+    pub scan_id: Option<Uuid>,
+    pub tags: Option<Vec<String>>,
+    /// Lower-cased; matched as a substring.
+    pub text: Option<String>,
+    pub first_seen_from: Option<DateTime<Utc>>,
+    pub first_seen_until: Option<DateTime<Utc>>,
+    pub sla_breached: bool,
+}
+
+impl FindingFilter {
+    pub fn with_range(mut self, range: TimeRange) -> Self {
+        self.first_seen_from = range.from;
+        self.first_seen_until = range.until;
+        self
+    }
+
+    /// True when the counters (`tenant_counts`, `finding_counts`) answer the total.
+    fn countable(&self) -> bool {
+        self.cves.is_none()
+            && self.scan_id.is_none()
+            && self.tags.is_none()
+            && self.text.is_none()
+            && self.first_seen_from.is_none()
+            && self.first_seen_until.is_none()
+            && !self.sla_breached
+    }
+
+    /// Appends ` AND ...` for every filter set.
+    fn push_where(&self, q: &mut QueryBuilder<'_, Postgres>, now: DateTime<Utc>) {
+        if let Some(v) = &self.severities {
+            q.push(" AND severity = ANY(")
+                .push_bind(v.clone())
+                .push(")");
+        }
+        if let Some(v) = &self.statuses {
+            q.push(" AND status = ANY(").push_bind(v.clone()).push(")");
+        }
+        if let Some(v) = &self.assets {
+            q.push(" AND asset = ANY(").push_bind(v.clone()).push(")");
+        }
+        if let Some(v) = &self.cves {
+            q.push(" AND cve = ANY(").push_bind(v.clone()).push(")");
+        }
+        if let Some(v) = &self.scanners {
+            q.push(" AND scanner = ANY(").push_bind(v.clone()).push(")");
+        }
+        if let Some(scan) = self.scan_id {
+            q.push(" AND id IN (SELECT finding_id FROM finding_scans WHERE scan_id = ")
+                .push_bind(scan)
+                .push(")");
+        }
+        if let Some(v) = &self.tags {
+            q.push(" AND tags && ").push_bind(v.clone());
+        }
+        if let Some(text) = &self.text {
+            q.push(" AND search LIKE ")
+                .push_bind(format!("%{}%", escape_like(text)));
+        }
+        if let Some(from) = self.first_seen_from {
+            q.push(" AND first_seen >= ").push_bind(from);
+        }
+        if let Some(until) = self.first_seen_until {
+            q.push(" AND first_seen < ").push_bind(until);
+        }
+        if self.sla_breached {
+            q.push(" AND status IN ('OPEN', 'CONFIRMED') AND due_at < ")
+                .push_bind(now);
+        }
+    }
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SortKey {
+    Severity,
+    FirstSeen,
+    LastSeen,
+    DueAt,
+}
+
+impl SortKey {
+    fn column(self) -> &'static str {
+        match self {
+            SortKey::Severity => "severity_rank",
+            SortKey::FirstSeen => "first_seen",
+            SortKey::LastSeen => "last_seen",
+            SortKey::DueAt => "due_at",
+        }
+    }
+
+    fn value(self, row: &FindingRow) -> Value {
+        match self {
+            SortKey::Severity => json!(row.severity_rank),
+            SortKey::FirstSeen => json!(row.first_seen),
+            SortKey::LastSeen => json!(row.last_seen),
+            SortKey::DueAt => json!(row.due_at),
+        }
+    }
+}
+
+/// `sort=-severity,firstSeen`: keys with their direction (`true` = descending).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sort(pub Vec<(SortKey, bool)>);
+
+impl Sort {
+    pub const DEFAULT: &'static str = "-severity,-firstSeen";
+
+    pub fn parse(raw: Option<&str>) -> Result<Self, String> {
+        let raw = raw.map(str::trim).filter(|s| !s.is_empty());
+        let mut keys = Vec::new();
+        for part in raw.unwrap_or(Self::DEFAULT).split(',') {
+            let part = part.trim();
+            let (descending, name) = match part.strip_prefix('-') {
+                Some(name) => (true, name),
+                None => (false, part.strip_prefix('+').unwrap_or(part)),
+            };
+            let key = match name {
+                "severity" => SortKey::Severity,
+                "firstSeen" => SortKey::FirstSeen,
+                "lastSeen" => SortKey::LastSeen,
+                "dueAt" => SortKey::DueAt,
+                _ => {
+                    return Err(format!(
+                        "cannot sort by {part:?}; use severity, firstSeen, lastSeen or dueAt, \
+                         each optionally prefixed with - for descending"
+                    ))
+                }
+            };
+            if keys.iter().any(|(k, _)| *k == key) {
+                return Err(format!("{name} appears twice in sort"));
+            }
+            keys.push((key, descending));
+        }
+        Ok(Self(keys))
+    }
+
+    /// The tie-breaker follows the last key's direction, so a uniform sort stays one
+    /// index scan.
+    fn id_descending(&self) -> bool {
+        self.0.last().is_some_and(|(_, d)| *d)
+    }
+
+    fn order_by(&self) -> String {
+        let mut parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(k, d)| format!("{} {}", k.column(), if *d { "DESC" } else { "ASC" }))
+            .collect();
+        parts.push(format!(
+            "id {}",
+            if self.id_descending() { "DESC" } else { "ASC" }
+        ));
+        parts.join(", ")
+    }
+
+    /// The cursor of `row`: its sort values and id.
+    pub fn cursor_of(&self, row: &FindingRow) -> Value {
+        let mut values: Vec<Value> = self.0.iter().map(|(k, _)| k.value(row)).collect();
+        values.push(json!(row.id));
+        Value::Array(values)
+    }
+
+    /// ` AND (rows after the cursor)`; `Err` if the cursor was not made for this sort.
+    fn push_after(&self, q: &mut QueryBuilder<'_, Postgres>, after: &Value) -> Result<(), String> {
+        let values = after
+            .as_array()
+            .ok_or("cursor is not one this server issued")?;
+        if values.len() != self.0.len() + 1 {
+            return Err("cursor was issued for another sort order".into());
+        }
+        let id: Uuid = serde_json::from_value(values[self.0.len()].clone())
+            .map_err(|_| "cursor is not one this server issued")?;
+        let uniform = self.0.iter().all(|(_, d)| *d == self.id_descending());
+        if uniform {
+            // One row comparison: what a B-tree range scan answers directly.
+            q.push(" AND (");
+            for (k, _) in &self.0 {
+                q.push(k.column()).push(", ");
+            }
+            q.push("id) ")
+                .push(if self.id_descending() { "<" } else { ">" })
+                .push(" (");
+            for ((k, _), v) in self.0.iter().zip(values) {
+                push_value(q, *k, v)?;
+                q.push(", ");
+            }
+            q.push_bind(id).push(")");
+            return Ok(());
+        }
+        // Mixed directions: (a > x) OR (a = x AND b < y) OR ... spelled out.
+        q.push(" AND (");
+        let columns: Vec<(SortKey, bool)> = self.0.clone();
+        for i in 0..=columns.len() {
+            if i > 0 {
+                q.push(" OR ");
+            }
+            q.push("(");
+            for (j, (k, _)) in columns.iter().enumerate().take(i) {
+                if j > 0 {
+                    q.push(" AND ");
+                }
+                q.push(k.column()).push(" = ");
+                push_value(q, *k, &values[j])?;
+            }
+            if i > 0 {
+                q.push(" AND ");
+            }
+            if i < columns.len() {
+                let (k, d) = columns[i];
+                q.push(k.column()).push(if d { " < " } else { " > " });
+                push_value(q, k, &values[i])?;
+            } else {
+                q.push("id ")
+                    .push(if self.id_descending() { "<" } else { ">" })
+                    .push(" ")
+                    .push_bind(id);
+            }
+            q.push(")");
+        }
+        q.push(")");
+        Ok(())
+    }
+}
+
+fn push_value(
+    q: &mut QueryBuilder<'_, Postgres>,
+    key: SortKey,
+    value: &Value,
+) -> Result<(), String> {
+    const FORGED: &str = "cursor is not one this server issued";
+    match key {
+        SortKey::Severity => {
+            let rank = value
+                .as_i64()
+                .filter(|r| (0..=4).contains(r))
+                .ok_or(FORGED)?;
+            q.push_bind(rank as i16);
+        }
+        _ => {
+            let at: DateTime<Utc> = serde_json::from_value(value.clone()).map_err(|_| FORGED)?;
+            q.push_bind(at);
+        }
+    }
+    Ok(())
+}
+
+/// One page of rows (one more than `limit`, to tell whether a next page exists).
+pub async fn page(
+    pool: &PgPool,
+    tenant: Uuid,
+    filter: &FindingFilter,
+    sort: &Sort,
+    page: &PageRequest,
+    now: DateTime<Utc>,
+) -> Result<Result<Vec<FindingRow>, String>, sqlx::Error> {
+    let mut q = QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM finding_view WHERE tenant_id = "
+    ));
+    q.push_bind(tenant);
+    filter.push_where(&mut q, now);
+    if let Some(after) = &page.after {
+        if let Err(e) = sort.push_after(&mut q, after) {
+            return Ok(Err(e));
+        }
+    }
+    q.push(" ORDER BY ").push(sort.order_by());
+    q.push(" LIMIT ").push_bind(page.limit + 1);
+    q.push(" OFFSET ").push_bind(page.offset());
+    Ok(Ok(q.build_query_as::<FindingRow>().fetch_all(pool).await?))
+}
+
+/// The exact number of findings `filter` matches: from the counters when they can
+/// answer it (a few dozen rows), by counting otherwise.
+pub async fn total(
+    pool: &PgPool,
+    tenant: Uuid,
+    filter: &FindingFilter,
+    now: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    let mut q = if filter.countable() {
+        let table = if filter.assets.is_some() {
+            "finding_counts"
+        } else {
+            "tenant_counts"
+        };
+        let mut q = QueryBuilder::new(format!(
+            "SELECT COALESCE(sum(count), 0)::bigint FROM {table} WHERE tenant_id = "
+        ));
+        q.push_bind(tenant);
+        filter.push_where(&mut q, now);
+        q
+    } else {
+        let mut q = QueryBuilder::new("SELECT count(*) FROM finding_view WHERE tenant_id = ");
+        q.push_bind(tenant);
+        filter.push_where(&mut q, now);
+        q
+    };
+    q.build_query_scalar::<i64>().fetch_one(pool).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_sort_is_severity_then_first_seen_both_descending() {
+        let sort = Sort::parse(None).unwrap();
+        assert_eq!(
+            sort.0,
+            vec![(SortKey::Severity, true), (SortKey::FirstSeen, true)]
+        );
+        assert_eq!(
+            sort.order_by(),
+            "severity_rank DESC, first_seen DESC, id DESC"
+        );
+    }
+
+    #[test]
+    fn unknown_and_repeated_sort_keys_are_refused() {
+        assert!(Sort::parse(Some("title")).is_err());
+        assert!(Sort::parse(Some("dueAt,-dueAt")).is_err());
+        assert!(Sort::parse(Some("dueAt")).is_ok());
+    }
+
+    #[test]
+    fn a_cursor_for_another_sort_is_refused() {
+        let sort = Sort::parse(Some("dueAt")).unwrap();
+        let mut q = QueryBuilder::new("");
+        assert!(sort
+            .push_after(&mut q, &json!([4, "2026-01-01T00:00:00Z", Uuid::nil()]))
+            .is_err());
+        assert!(sort
+            .push_after(&mut q, &json!(["2026-01-01T00:00:00Z", Uuid::nil()]))
+            .is_ok());
+    }
+
+    #[test]
+    fn like_wildcards_in_search_text_are_literal() {
+        assert_eq!(escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
+    }
+}
