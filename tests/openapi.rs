@@ -46,6 +46,17 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("get", "/api/v1/approvals"),
     ("get", "/api/v1/approvals/{id}"),
     ("patch", "/api/v1/approvals/{id}/transition"),
+    // Read models
+    ("get", "/api/v1/findings"),
+    ("get", "/api/v1/dashboard/kpis"),
+    ("get", "/api/v1/dashboard/trends"),
+    ("get", "/api/v1/dashboard/severity-breakdown"),
+    ("get", "/api/v1/dashboard/sla"),
+    ("get", "/api/v1/settings/sla"),
+    ("put", "/api/v1/settings/sla"),
+    ("get", "/api/v1/assets"),
+    ("get", "/api/v1/assets/{asset}/findings"),
+    ("get", "/api/v1/vulnerabilities/cve/{cve}"),
 ];
 
 const METHODS: [&str; 8] = [

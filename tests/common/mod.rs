@@ -3,6 +3,8 @@
 //! each other's rows. `scripts/test.sh` drops leftovers before each run.
 #![allow(dead_code)]
 
+pub mod api;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
