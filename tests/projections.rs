@@ -1,0 +1,332 @@
+//! Projection workers and the counters they keep: trends and SLA over a simulated
+//! history, and exactness when a worker dies mid-batch or a batch comes twice.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::api::Api;
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+use vulnledger::commands::{Actor, CommandContext, CommandService};
+use vulnledger::importers::{self, ReportFormat};
+use vulnledger::projector::{self, Worker};
+use vulnledger::store::EventStore;
+use vulnledger_aggregates::{Role, Scan, ScanCommand};
+
+/// Records a native report with `findings` (title, severity) as a scan of `target`
+/// that happened at `at`, through the real command path; returns the last position.
+async fn scan_at(
+    pool: &PgPool,
+    tenant: Uuid,
+    target: &str,
+    findings: &[(&str, &str)],
+    at: DateTime<Utc>,
+) -> i64 {
+    let ctx = CommandContext {
+        tenant_id: tenant,
+        actor: Actor::system("test"),
+        request_id: "history".into(),
+    };
+    let commands = CommandService::new(EventStore::new(pool.clone()));
+    let scan = Uuid::now_v7();
+    commands
+        .execute::<Scan>(
+            &ctx,
+            &scan.to_string(),
+            None,
+            ScanCommand::LaunchScan {
+                target: target.into(),
+                scanner: "native".into(),
+                profile: None,
+                branch: None,
+                commit: None,
+                tags: vec![],
+                at,
+            },
+            &(),
+        )
+        .await
+        .expect("scan launched");
+    let report = json!({ "findings": findings.iter().map(|(title, severity)| json!({
+        "title": title, "severity": severity, "package": "libfoo", "tags": ["team:core"]
+    })).collect::<Vec<_>>() });
+    let parsed = importers::parse(
+        &serde_json::to_vec(&report).unwrap(),
+        Some(ReportFormat::Native),
+    )
+    .expect("a valid native report");
+    vulnledger::ingest::ingest(commands.store(), &ctx, scan, &parsed, at)
+        .await
+        .expect("ingested")
+        .position
+}
+
+fn day(offset: i64) -> String {
+    (Utc::now() + Duration::days(offset))
+        .date_naive()
+        .to_string()
+}
+
+#[tokio::test]
+async fn trends_and_sla_follow_a_simulated_history() {
+    let app = common::spawn_app().await;
+    let session = app.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&app, &session);
+    let tenant = session.tenant_id;
+    let now = Utc::now();
+    // Day -20: three findings. Day -10: charlie is gone. Day -2: bravo is gone too.
+    scan_at(
+        &app.db.pool,
+        tenant,
+        "api:1",
+        &[("alpha", "CRITICAL"), ("bravo", "HIGH"), ("charlie", "LOW")],
+        now - Duration::days(20),
+    )
+    .await;
+    scan_at(
+        &app.db.pool,
+        tenant,
+        "api:1",
+        &[("alpha", "CRITICAL"), ("bravo", "HIGH")],
+        now - Duration::days(10),
+    )
+    .await;
+    let last = scan_at(
+        &app.db.pool,
+        tenant,
+        "api:1",
+        &[("alpha", "CRITICAL")],
+        now - Duration::days(2),
+    )
+    .await;
+
+    let trends = api
+        .get_after(
+            &format!(
+                "/api/v1/dashboard/trends?from={}&until={}",
+                day(-21),
+                day(0)
+            ),
+            last,
+        )
+        .await;
+    assert_eq!(trends.status, 200, "{}", trends.body);
+    assert_eq!(trends.body["interval"], "day");
+    let points = trends.body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 22);
+    let at = |offset: i64| -> &Value {
+        points
+            .iter()
+            .find(|p| p["date"] == day(offset).as_str())
+            .unwrap_or_else(|| panic!("no point for {}", day(offset)))
+    };
+    assert_eq!(at(-21)["persisting"], 0);
+    assert_eq!(at(-20)["new"], 3);
+    assert_eq!(at(-20)["persisting"], 3);
+    assert_eq!(at(-11)["persisting"], 3);
+    assert_eq!(at(-10)["remediated"], 1);
+    assert_eq!(at(-10)["persisting"], 2);
+    assert_eq!(at(-2)["remediated"], 1);
+    assert_eq!(at(0)["persisting"], 1);
+    let total_new: i64 = points.iter().map(|p| p["new"].as_i64().unwrap()).sum();
+    assert_eq!(total_new, 3);
+
+    // Weekly buckets carry the same totals; a severity filter narrows them.
+    let weekly = api
+        .get_after(
+            &format!(
+                "/api/v1/dashboard/trends?interval=week&from={}&until={}",
+                day(-21),
+                day(0)
+            ),
+            last,
+        )
+        .await;
+    let weeks = weekly.body["points"].as_array().unwrap();
+    assert_eq!(
+        weeks
+            .iter()
+            .map(|p| p["remediated"].as_i64().unwrap())
+            .sum::<i64>(),
+        2
+    );
+    assert_eq!(weeks.last().unwrap()["persisting"], 1);
+    let critical = api
+        .get_after(
+            &format!(
+                "/api/v1/dashboard/trends?severity=CRITICAL&from={}",
+                day(-21)
+            ),
+            last,
+        )
+        .await;
+    let critical = critical.body["points"].as_array().unwrap();
+    assert_eq!(critical.last().unwrap()["persisting"], 1);
+    assert_eq!(
+        critical
+            .iter()
+            .map(|p| p["remediated"].as_i64().unwrap())
+            .sum::<i64>(),
+        0
+    );
+
+    // alpha (CRITICAL, 7 days) has been open for 20 days: breached, measured now.
+    let sla = api.get_after("/api/v1/dashboard/sla", last).await.body;
+    assert_eq!(sla["bySeverity"]["CRITICAL"]["open"], 1);
+    assert_eq!(sla["bySeverity"]["CRITICAL"]["breached"], 1);
+    assert_eq!(sla["bySeverity"]["CRITICAL"]["compliancePct"], 0.0);
+    assert_eq!(sla["bySeverity"]["HIGH"]["open"], 0);
+    assert_eq!(sla["bySeverity"]["HIGH"]["compliancePct"], 100.0);
+    let k = api.get_after("/api/v1/dashboard/kpis", last).await.body;
+    assert_eq!(k["slaBreached"], 1);
+    assert_eq!(k["newLast7Days"], 0);
+    assert_eq!(k["remediatedLast7Days"], 1);
+    // bravo: 18 days to resolve, charlie: 10.
+    assert_eq!(k["mttrDays"]["HIGH"], 18.0);
+    assert_eq!(k["mttrDays"]["LOW"], 10.0);
+    let tagged = api
+        .get_after("/api/v1/dashboard/kpis?tag=team:core", last)
+        .await
+        .body;
+    assert_eq!(tagged["slaBreached"], 1);
+    assert_eq!(tagged["totalFindings"], 3);
+    let breached = api
+        .get_after("/api/v1/findings?slaBreached=true", last)
+        .await
+        .body;
+    assert_eq!(breached["meta"]["total"], 1);
+    assert_eq!(breached["data"][0]["title"], "alpha");
+    assert_eq!(breached["data"][0]["slaBreached"], true);
+
+    // A month for criticals: alpha is within its deadline again, with no new event
+    // on alpha itself.
+    let changed = api
+        .send(
+            Method::PUT,
+            "/api/v1/settings/sla",
+            None,
+            json!({"CRITICAL":30,"HIGH":30,"MEDIUM":90,"LOW":180,"INFO":365}),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let sla = api
+        .get_after("/api/v1/dashboard/sla", changed.position())
+        .await
+        .body;
+    assert_eq!(sla["policy"]["CRITICAL"], 30);
+    assert_eq!(sla["bySeverity"]["CRITICAL"]["breached"], 0);
+    assert_eq!(sla["bySeverity"]["CRITICAL"]["withinSla"], 1);
+    let alpha = api
+        .get_after("/api/v1/findings?severity=CRITICAL", changed.position())
+        .await
+        .body;
+    let due: DateTime<Utc> = alpha["data"][0]["dueAt"].as_str().unwrap().parse().unwrap();
+    let first: DateTime<Utc> = alpha["data"][0]["firstSeen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(due - first, Duration::days(30));
+    assert_eq!(alpha["data"][0]["slaBreached"], false);
+}
+
+/// What the counters say, as one comparable value.
+async fn counters(pool: &PgPool) -> Value {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT json_build_object( \
+           'views', (SELECT count(*) FROM finding_view), \
+           'counts', (SELECT json_agg(c ORDER BY asset, scanner, severity, status) FROM finding_counts c WHERE count <> 0), \
+           'tenant', (SELECT json_agg(t ORDER BY scanner, severity, status) FROM tenant_counts t WHERE count <> 0), \
+           'daily', (SELECT json_agg(d ORDER BY day, severity) FROM daily_counts d), \
+           'due', (SELECT json_agg(o ORDER BY severity, due_day) FROM open_due_counts o WHERE count <> 0), \
+           'assets', (SELECT json_agg(a ORDER BY asset) FROM asset_view a), \
+           'scans', (SELECT count(*) FROM finding_scans))::text",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    serde_json::from_str(&rows[0].0).unwrap()
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_batch_or_fed_a_batch_twice_counts_each_event_once() {
+    // No workers in the app: this test drives the projection by hand.
+    let app = common::spawn_app_with(|c| c.run_workers = false).await;
+    let tenant = app.tenant("acme").await;
+    let now = Utc::now();
+    let many: Vec<(String, &str)> = (0..3000)
+        .map(|i| (format!("finding {i}"), ["CRITICAL", "HIGH", "LOW"][i % 3]))
+        .collect();
+    let refs: Vec<(&str, &str)> = many.iter().map(|(t, s)| (t.as_str(), *s)).collect();
+    scan_at(
+        &app.db.pool,
+        tenant,
+        "api:1",
+        &refs,
+        now - Duration::days(3),
+    )
+    .await;
+    scan_at(
+        &app.db.pool,
+        tenant,
+        "api:1",
+        &refs[..1000],
+        now - Duration::days(1),
+    )
+    .await;
+
+    // The reference: one uninterrupted worker on its own database copy would need a
+    // second store; instead, run it to the end first and remember the counters.
+    let projection = vulnledger_projections::named("findings").unwrap();
+    let mut reference = Worker::start(app.db.pool.clone(), projection.clone())
+        .await
+        .unwrap();
+    reference
+        .catch_up(&tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    let expected = counters(&app.db.pool).await;
+    assert_eq!(expected["views"], 3000);
+    let applied = reference.checkpoint();
+
+    // Start over, and kill workers at random points of their batches.
+    projector::reset(&app.db.pool, projection.as_ref())
+        .await
+        .unwrap();
+    for delay_ms in [5u64, 20, 60, 150] {
+        let pool = app.db.pool.clone();
+        let projection = projection.clone();
+        let run = tokio::spawn(async move {
+            let mut worker = Worker::start(pool, projection).await.unwrap();
+            worker
+                .catch_up(&tokio_util::sync::CancellationToken::new())
+                .await
+                .unwrap();
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        run.abort();
+        let _ = run.await;
+    }
+    let mut survivor = Worker::start(app.db.pool.clone(), projection.clone())
+        .await
+        .unwrap();
+    survivor
+        .catch_up(&tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(counters(&app.db.pool).await, expected);
+    assert_eq!(survivor.checkpoint().position, applied.position);
+
+    // Redelivery: the whole history handed over again changes nothing.
+    let events = vulnledger::store::OrderedReader::new(app.db.pool.clone())
+        .read_batch(vulnledger::store::Checkpoint::START, 100_000)
+        .await
+        .unwrap();
+    survivor
+        .apply(events.iter().map(projector::projected).collect())
+        .await
+        .unwrap();
+    assert_eq!(counters(&app.db.pool).await, expected);
+}
