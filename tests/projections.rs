@@ -330,3 +330,78 @@ async fn a_worker_killed_mid_batch_or_fed_a_batch_twice_counts_each_event_once()
         .unwrap();
     assert_eq!(counters(&app.db.pool).await, expected);
 }
+
+/// Reads `path` once the read models have applied `position`, allowing for NATS
+/// reconnect back-off (a 503 means "not yet": retry, as a client would).
+async fn read_when_applied(api: &Api<'_>, path: &str, position: i64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let answer = api.get_after(path, position).await;
+        if answer.status == 200 {
+            return answer.body;
+        }
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "position {position} never applied"
+        );
+    }
+}
+
+#[tokio::test]
+async fn read_models_fed_through_jetstream_lose_nothing_when_nats_stops_and_restarts() {
+    let mut nats = common::nats::NatsServer::start(common::nats::free_port()).await;
+    let url = nats.url();
+    let app = common::spawn_app_with(|c| c.nats_url = Some(url)).await;
+    let session = app.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&app, &session);
+    let report = |path: &str| {
+        std::fs::read(format!(
+            "{}/../shared/fixtures/reports/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+
+    let first = api
+        .import(
+            "registry/a:1",
+            "trivy",
+            report("trivy/legacy_many_vulns.json"),
+        )
+        .await;
+    let k = read_when_applied(&api, "/api/v1/dashboard/kpis", first.position()).await;
+    let before = k["totalFindings"].as_i64().unwrap();
+    assert_eq!(before, first.body["findings"]["new"].as_i64().unwrap());
+    // The projection really consumed JetStream: its durable consumer exists.
+    let js = nats.jetstream().await;
+    let mut stream = js.get_stream("VULNLEDGER_EVENTS").await.unwrap();
+    assert!(stream.consumer_info("projection-findings").await.is_ok());
+
+    nats.stop();
+    // Commands never wait for NATS.
+    let during = api
+        .import(
+            "registry/b:1",
+            "grype",
+            report("grype/check_all_fields.json"),
+        )
+        .await;
+    nats.restart().await;
+    let after = api
+        .import("registry/c:1", "sarif", report("sarif/codeQL-output.sarif"))
+        .await;
+
+    let k = read_when_applied(&api, "/api/v1/dashboard/kpis", after.position()).await;
+    let new = |a: &common::api::Answer| a.body["findings"]["new"].as_i64().unwrap();
+    let expected = before + new(&during) + new(&after);
+    assert_eq!(k["totalFindings"], expected, "{k}");
+    assert_eq!(k["totalAssets"], 3);
+    let list = read_when_applied(&api, "/api/v1/findings?limit=1&q=", after.position()).await;
+    assert_eq!(list["meta"]["total"], expected);
+    let counted: i64 = sqlx::query_scalar("SELECT count(*) FROM finding_view")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, expected);
+}

@@ -4,10 +4,9 @@
 
 mod common;
 
+use common::nats::{free_port, nats_url, NatsServer};
+
 use std::collections::{BTreeSet, HashMap};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,65 +19,6 @@ use vulnledger_aggregates::Role;
 
 const REPORTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/reports");
 const STREAM: &str = "VULNLEDGER_EVENTS";
-
-/// A private nats-server with JetStream; killed (and its storage removed) on drop.
-struct NatsServer {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl NatsServer {
-    async fn start(port: u16) -> Self {
-        let dir = std::env::temp_dir().join(format!("vulnledger-nats-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("/usr/sbin/nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let server = Self { child, dir, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while async_nats::connect(server.url()).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server never accepted connections"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        nats_url(self.port)
-    }
-
-    async fn jetstream(&self) -> jetstream::Context {
-        jetstream::new(async_nats::connect(self.url()).await.unwrap())
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn nats_url(port: u16) -> String {
-    format!("nats://127.0.0.1:{port}")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Real HTTP calls that append scan and finding events: launch a grype scan, upload
 /// its report, confirm one finding (with If-Match). Every call must succeed.
