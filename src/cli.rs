@@ -32,6 +32,9 @@ pub enum Command {
         #[arg(long)]
         no_workers: bool,
     },
+    /// Run only the workers (projections and process managers) until SIGINT or
+    /// SIGTERM: with NATS_URL they consume JetStream, else they follow the store.
+    Worker,
     /// Run only the event relay (to NATS_URL) until SIGINT or SIGTERM.
     Relay,
     /// Apply pending database migrations and exit.
@@ -109,6 +112,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             crate::shutdown::on_signal(shutdown.clone());
             Application::build(config).await?.run(shutdown).await
+        }
+        Command::Worker => {
+            let config = Config::from_env()?;
+            let pool = db::connect(&config.database_url, config.database_max_connections).await?;
+            db::migrate(&pool).await?;
+            let shutdown = CancellationToken::new();
+            crate::shutdown::on_signal(shutdown.clone());
+            tracing::info!("running projection workers and process managers");
+            crate::projector::spawn(pool.clone(), config.nats_url.clone(), shutdown.clone());
+            crate::processes::spawn(
+                pool.clone(),
+                crate::commands::CommandService::new(crate::store::EventStore::new(pool)),
+                shutdown.clone(),
+                config.risk_expiry_sweep,
+            );
+            shutdown.cancelled().await;
+            Ok(())
         }
         Command::Relay => {
             let url = std::env::var("NATS_URL")
