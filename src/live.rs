@@ -12,9 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::store::{OrderedReader, StoredEvent};
 
 /// Only what sockets show: scan state changes, not the bulky observation lists.
-fn wanted(event: &StoredEvent) -> bool {
-    event.aggregate_type == "scan" && event.event_type != "FindingsObserved"
-}
+const SCAN_CHANGES: (&str, &[&str]) = ("scan", &["FindingsObserved"]);
 
 #[derive(Clone)]
 pub struct LiveFeed {
@@ -41,7 +39,7 @@ impl LiveFeed {
         tokio::spawn(async move {
             while !shutdown.is_cancelled() {
                 let result = async {
-                    let reader = OrderedReader::new(pool.clone());
+                    let reader = OrderedReader::new(pool.clone()).only(SCAN_CHANGES.0, SCAN_CHANGES.1);
                     let head = reader.head().await?;
                     let mut tail = reader
                         .tail(head, 1000)
@@ -52,7 +50,7 @@ impl LiveFeed {
                             () = shutdown.cancelled() => return Ok::<(), sqlx::Error>(()),
                             batch = tail.next_batch() => batch?,
                         };
-                        for event in batch.into_iter().filter(wanted) {
+                        for event in batch {
                             // No subscriber is not an error: nobody is watching.
                             let _ = sender.send(Arc::new(event));
                         }

@@ -375,7 +375,7 @@ async fn read_models_fed_through_jetstream_lose_nothing_when_nats_stops_and_rest
     assert_eq!(before, first.body["findings"]["new"].as_i64().unwrap());
     // The projection really consumed JetStream: its durable consumer exists.
     let js = nats.jetstream().await;
-    let mut stream = js.get_stream("VULNLEDGER_EVENTS").await.unwrap();
+    let stream = js.get_stream("VULNLEDGER_EVENTS").await.unwrap();
     assert!(stream.consumer_info("projection-findings").await.is_ok());
 
     nats.stop();
