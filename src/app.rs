@@ -80,14 +80,10 @@ impl Application {
             .run(self.state.pool.clone(), shutdown.clone());
         self.state.freshness.run(shutdown.clone());
         if self.state.config.run_workers {
-            crate::projector::spawn(
-                self.state.pool.clone(),
-                self.state.config.nats_url.clone(),
-                shutdown.clone(),
-            );
             crate::processes::spawn(
                 self.state.pool.clone(),
                 self.state.commands.clone(),
+                self.state.config.nats_url.clone(),
                 shutdown.clone(),
                 self.state.config.risk_expiry_sweep,
             );

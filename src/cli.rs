@@ -120,10 +120,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             crate::shutdown::on_signal(shutdown.clone());
             tracing::info!("running projection workers and process managers");
-            crate::projector::spawn(pool.clone(), config.nats_url.clone(), shutdown.clone());
             crate::processes::spawn(
                 pool.clone(),
                 crate::commands::CommandService::new(crate::store::EventStore::new(pool)),
+                config.nats_url.clone(),
                 shutdown.clone(),
                 config.risk_expiry_sweep,
             );

@@ -1,9 +1,11 @@
 //! Event-driven processes that act on the domain by themselves: they follow the
 //! ordered event stream from a durable checkpoint and issue commands.
 //!
-//! * approvals: an `ApprovalApproved` makes its finding RISK_ACCEPTED. The finding
-//!   command names the approval, so re-handling an event after a crash (between the
-//!   command and the checkpoint) is a no-op, never a second acceptance.
+//! * approvals: an `ApprovalApproved` makes its finding RISK_ACCEPTED. It is a
+//!   [`Consumer`] like the projections (JetStream durable consumer `approvals` with
+//!   `NATS_URL`, the store's tail without). The finding command names the approval,
+//!   so re-handling an event after a crash (between the command and the checkpoint)
+//!   is a no-op, never a second acceptance.
 //! * risk expiry: a durable timer. Deadlines live in the finding index, written with
 //!   the finding's events; a sweep expires what is due. A restart loses nothing, and
 //!   a revoked or renewed acceptance simply no longer matches.
@@ -11,6 +13,7 @@
 //! One active instance of each at a time, by PostgreSQL advisory lock, so any number
 //! of `serve` processes may run them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,20 +21,30 @@ use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use vulnledger_aggregates::{ApprovalApproved, Finding, FindingCommand};
+use vulnledger_projections::{ProjectedEvent, ProjectionCheckpoint};
 
 use crate::commands::{Actor, CommandContext, CommandError, CommandService};
 use crate::indexes::FindingIndex;
-use crate::store::{Checkpoint, OrderedReader, StoredEvent};
+use crate::projector::Consumer;
+use crate::store::Checkpoint;
 
 const APPROVALS: &str = "approvals";
 const EXPIRY_LOCK: &str = "risk-expiry";
 
-/// Starts every process; they stop when `shutdown` is cancelled.
-pub fn spawn(pool: PgPool, commands: CommandService, shutdown: CancellationToken, sweep: Duration) {
-    tokio::spawn(supervise(APPROVALS, pool.clone(), shutdown.clone(), {
-        let commands = commands.clone();
-        move |pool, shutdown| run_approvals(pool, commands.clone(), shutdown)
-    }));
+/// Starts every worker: the projections and the approvals process manager (each a
+/// [`Consumer`] of the event stream: JetStream with `nats_url`, the store without),
+/// and the expiry sweep. They stop when `shutdown` is cancelled.
+pub fn spawn(
+    pool: PgPool,
+    commands: CommandService,
+    nats_url: Option<String>,
+    shutdown: CancellationToken,
+    sweep: Duration,
+) {
+    let approvals: Arc<dyn Consumer> = Arc::new(Approvals {
+        commands: commands.clone(),
+    });
+    crate::projector::spawn(pool.clone(), nats_url, vec![approvals], shutdown.clone());
     tokio::spawn(supervise(
         EXPIRY_LOCK,
         pool,
@@ -109,37 +122,60 @@ pub async fn save_checkpoint(pool: &PgPool, name: &str, at: Checkpoint) -> Resul
     Ok(())
 }
 
-async fn run_approvals(
-    pool: PgPool,
+/// The approvals process manager: an `ApprovalApproved` makes its finding
+/// RISK_ACCEPTED. Commands are idempotent per approval, so handling a batch again
+/// after a crash between the commands and the checkpoint changes nothing.
+struct Approvals {
     commands: CommandService,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let from = load_checkpoint(&pool, APPROVALS).await?;
-    let mut tail = OrderedReader::new(pool.clone()).tail(from, 500).await?;
-    loop {
-        let batch = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            batch = tail.next_batch() => batch?,
-        };
-        for event in &batch {
+}
+
+#[async_trait::async_trait]
+impl Consumer for Approvals {
+    fn name(&self) -> &str {
+        APPROVALS
+    }
+
+    async fn start(&self, pool: &PgPool) -> anyhow::Result<ProjectionCheckpoint> {
+        let at = load_checkpoint(pool, APPROVALS).await?;
+        Ok(ProjectionCheckpoint {
+            txid: at.txid,
+            position: at.position,
+            max_position: at.position,
+            ..Default::default()
+        })
+    }
+
+    async fn handle(
+        &self,
+        pool: &PgPool,
+        events: &[ProjectedEvent],
+        next: &ProjectionCheckpoint,
+    ) -> anyhow::Result<()> {
+        for event in events {
             if event.aggregate_type == "approval" && event.event_type == "ApprovalApproved" {
-                apply_approval(&commands, event).await?;
+                apply_approval(&self.commands, event).await?;
             }
         }
-        save_checkpoint(&pool, APPROVALS, tail.checkpoint()).await?;
+        save_checkpoint(
+            pool,
+            APPROVALS,
+            Checkpoint {
+                txid: next.txid,
+                position: next.position,
+            },
+        )
+        .await?;
+        Ok(())
     }
 }
 
-async fn apply_approval(commands: &CommandService, event: &StoredEvent) -> anyhow::Result<()> {
-    let approved: ApprovalApproved = serde_json::from_value(event.data().clone())?;
+async fn apply_approval(commands: &CommandService, event: &ProjectedEvent) -> anyhow::Result<()> {
+    let approved: ApprovalApproved = serde_json::from_value(event.data.clone())?;
     let approval_id: Uuid = event.aggregate_id.parse()?;
     let ctx = CommandContext {
         tenant_id: event.tenant_id,
         actor: Actor::system("approvals"),
-        request_id: event
-            .metadata_str("request_id")
-            .unwrap_or_default()
-            .to_owned(),
+        request_id: event.request_id.clone().unwrap_or_default(),
     };
     let finding_id = approved.finding_id.to_string();
     match commands

@@ -37,45 +37,50 @@ const CATCH_UP_BATCH: i64 = 2000;
 /// At most this many messages are applied in one transaction from NATS.
 const LIVE_BATCH: usize = 1000;
 
-/// Starts one worker per projection until `shutdown`.
-pub fn spawn(pool: PgPool, nats_url: Option<String>, shutdown: CancellationToken) {
-    for projection in vulnledger_projections::all() {
-        let name: &'static str = projection.name();
-        let lock = Box::leak(format!("projection:{name}").into_boxed_str());
-        let nats_url = nats_url.clone();
-        tokio::spawn(supervise(lock, pool.clone(), shutdown.clone(), {
-            move |pool, shutdown| run(pool, Arc::clone(&projection), nats_url.clone(), shutdown)
-        }));
+/// Something that follows the event stream from a durable checkpoint: a projection,
+/// or a process manager that reacts to events with commands.
+#[async_trait::async_trait]
+pub trait Consumer: Send + Sync {
+    /// Its advisory lock and checkpoint key.
+    fn name(&self) -> &str;
+
+    /// Its durable JetStream consumer.
+    fn durable(&self) -> String {
+        self.name().to_owned()
     }
+
+    /// Where it stands (after whatever preparation starting needs).
+    async fn start(&self, pool: &PgPool) -> anyhow::Result<ProjectionCheckpoint>;
+
+    /// Handles `events` (past the checkpoint, commit order) and moves the checkpoint
+    /// to `next`; `Ok` means both are durable.
+    async fn handle(
+        &self,
+        pool: &PgPool,
+        events: &[ProjectedEvent],
+        next: &ProjectionCheckpoint,
+    ) -> anyhow::Result<()>;
 }
 
-async fn run(
-    pool: PgPool,
-    projection: Arc<dyn Projection>,
-    nats_url: Option<String>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut worker = Worker::start(pool, projection).await?;
-    worker.catch_up(&shutdown).await?;
-    match nats_url {
-        Some(url) => worker.follow_nats(&url, &shutdown).await,
-        None => worker.follow_store(&shutdown).await,
+/// A projection as a consumer: a batch and its checkpoint in one transaction.
+pub struct ProjectionConsumer(pub Arc<dyn Projection>);
+
+#[async_trait::async_trait]
+impl Consumer for ProjectionConsumer {
+    fn name(&self) -> &str {
+        self.0.name()
     }
-}
 
-pub struct Worker {
-    pool: PgPool,
-    projection: Arc<dyn Projection>,
-    at: ProjectionCheckpoint,
-}
+    fn durable(&self) -> String {
+        format!("projection-{}", self.0.name())
+    }
 
-impl Worker {
-    /// Loads the checkpoint; a projection whose stored rows were written by another
-    /// version starts over from an empty read model.
-    pub async fn start(pool: PgPool, projection: Arc<dyn Projection>) -> anyhow::Result<Self> {
-        let stored = checkpoint::load(&pool, projection.name()).await?;
-        let at = match stored {
-            Some(at) if at.version == projection.version() => at,
+    /// A projection whose stored rows were written by another version starts over
+    /// from an empty read model.
+    async fn start(&self, pool: &PgPool) -> anyhow::Result<ProjectionCheckpoint> {
+        let projection = &self.0;
+        match checkpoint::load(pool, projection.name()).await? {
+            Some(at) if at.version == projection.version() => Ok(at),
             stale => {
                 if let Some(stale) = stale {
                     tracing::warn!(
@@ -85,14 +90,82 @@ impl Worker {
                         "projection version changed; rebuilding it from the event store"
                     );
                 }
-                reset(&pool, projection.as_ref()).await?
+                reset(pool, projection.as_ref()).await
             }
+        }
+    }
+
+    async fn handle(
+        &self,
+        pool: &PgPool,
+        events: &[ProjectedEvent],
+        next: &ProjectionCheckpoint,
+    ) -> anyhow::Result<()> {
+        let next = ProjectionCheckpoint {
+            version: self.0.version(),
+            ..*next
         };
-        Ok(Self {
-            pool,
-            projection,
-            at,
-        })
+        let mut tx = pool.begin().await?;
+        self.0.apply(&mut tx, events).await?;
+        checkpoint::save(&mut tx, self.0.name(), &next).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Starts a worker per projection, plus `extra` consumers (process managers), until
+/// `shutdown`.
+pub fn spawn(
+    pool: PgPool,
+    nats_url: Option<String>,
+    extra: Vec<Arc<dyn Consumer>>,
+    shutdown: CancellationToken,
+) {
+    let projections = vulnledger_projections::all()
+        .into_iter()
+        .map(|p| Arc::new(ProjectionConsumer(p)) as Arc<dyn Consumer>);
+    for consumer in projections.chain(extra) {
+        let lock: &'static str =
+            Box::leak(format!("consumer:{}", consumer.name()).into_boxed_str());
+        let nats_url = nats_url.clone();
+        tokio::spawn(supervise(lock, pool.clone(), shutdown.clone(), {
+            move |pool, shutdown| run(pool, Arc::clone(&consumer), nats_url.clone(), shutdown)
+        }));
+    }
+}
+
+async fn run(
+    pool: PgPool,
+    consumer: Arc<dyn Consumer>,
+    nats_url: Option<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut worker = Worker::start(pool, consumer).await?;
+    worker.catch_up(&shutdown).await?;
+    match nats_url {
+        Some(url) => worker.follow_nats(&url, &shutdown).await,
+        None => worker.follow_store(&shutdown).await,
+    }
+}
+
+pub struct Worker {
+    pool: PgPool,
+    consumer: Arc<dyn Consumer>,
+    at: ProjectionCheckpoint,
+}
+
+impl Worker {
+    pub async fn start(pool: PgPool, consumer: Arc<dyn Consumer>) -> anyhow::Result<Self> {
+        let at = consumer.start(&pool).await?;
+        Ok(Self { pool, consumer, at })
+    }
+
+    /// A worker for one projection.
+    pub async fn for_projection(
+        pool: PgPool,
+        projection: Arc<dyn Projection>,
+    ) -> anyhow::Result<Self> {
+        Self::start(pool, Arc::new(ProjectionConsumer(projection))).await
     }
 
     pub fn checkpoint(&self) -> ProjectionCheckpoint {
@@ -141,13 +214,13 @@ impl Worker {
     async fn follow_nats(&mut self, url: &str, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let context = bus::connect_jetstream(url).await?;
         let stream = context.get_stream(bus::STREAM).await?;
-        let durable = format!("projection-{}", self.projection.name());
+        let durable = self.consumer.durable();
         let consumer = stream
             .get_or_create_consumer(
                 &durable,
                 pull::Config {
                     durable_name: Some(durable.clone()),
-                    description: Some(format!("vulnledger projection {}", self.projection.name())),
+                    description: Some(format!("vulnledger consumer {durable}")),
                     ack_policy: AckPolicy::Explicit,
                     deliver_policy: DeliverPolicy::All,
                     ack_wait: Duration::from_secs(60),
@@ -157,7 +230,7 @@ impl Worker {
             )
             .await?;
         let mut messages = consumer.messages().await?;
-        tracing::info!(projection = self.projection.name(), "following JetStream");
+        tracing::info!(consumer = %durable, "following JetStream");
         loop {
             let first = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -190,22 +263,23 @@ impl Worker {
             .collect::<Result<_, _>>()
             .context("a message on the event stream is not a vulnledger CloudEvent")?;
         let positions: Vec<i64> = envelopes.iter().map(|e| e.position).collect();
-        let txids: std::collections::HashMap<i64, i64> = sqlx::query_as(
-            "SELECT position, txid::text::bigint FROM UNNEST($1::bigint[]) AS k(position) \
-             JOIN events USING (position)",
+        let known: std::collections::HashMap<i64, (i64, Option<String>)> = sqlx::query_as(
+            "SELECT position, txid::text::bigint, metadata->>'request_id' \
+             FROM UNNEST($1::bigint[]) AS k(position) JOIN events USING (position)",
         )
         .bind(&positions)
         .fetch_all(&self.pool)
         .await?
         .into_iter()
+        .map(|(position, txid, request_id)| (position, (txid, request_id)))
         .collect();
         envelopes
             .into_iter()
             .map(|e| {
-                let txid = *txids.get(&e.position).with_context(|| {
+                let (txid, request_id) = known.get(&e.position).cloned().with_context(|| {
                     format!("event {} on the stream is not in this event store", e.id)
                 })?;
-                from_cloud_event(e, txid)
+                from_cloud_event(e, txid, request_id)
             })
             .collect()
     }
@@ -230,12 +304,9 @@ impl Worker {
                 .unwrap_or(0)
                 .max(self.at.max_position),
             events: self.at.events + fresh.len() as i64,
-            version: self.projection.version(),
+            version: self.at.version,
         };
-        let mut tx = self.pool.begin().await?;
-        self.projection.apply(&mut tx, &fresh).await?;
-        checkpoint::save(&mut tx, self.projection.name(), &next).await?;
-        tx.commit().await?;
+        self.consumer.handle(&self.pool, &fresh, &next).await?;
         self.at = next;
         Ok(())
     }
@@ -269,11 +340,16 @@ pub fn projected(event: &StoredEvent) -> ProjectedEvent {
         sequence: event.sequence,
         event_type: event.event_type.clone(),
         data: event.data().clone(),
+        request_id: event.metadata_str("request_id").map(str::to_owned),
         recorded_at: event.recorded_at,
     }
 }
 
-fn from_cloud_event(e: CloudEvent, txid: i64) -> anyhow::Result<ProjectedEvent> {
+fn from_cloud_event(
+    e: CloudEvent,
+    txid: i64,
+    request_id: Option<String>,
+) -> anyhow::Result<ProjectedEvent> {
     // type = vulnledger.<aggregateType>.<EventType>
     let mut parts = e.event_type.splitn(3, '.');
     let (Some("vulnledger"), Some(aggregate_type), Some(event_type)) =
@@ -290,6 +366,7 @@ fn from_cloud_event(e: CloudEvent, txid: i64) -> anyhow::Result<ProjectedEvent> 
         sequence: e.sequence,
         event_type: event_type.to_owned(),
         data: e.data,
+        request_id,
         recorded_at: chrono::DateTime::parse_from_rfc3339(&e.time)
             .context("CloudEvent time")?
             .with_timezone(&chrono::Utc),

@@ -280,7 +280,7 @@ async fn a_worker_killed_mid_batch_or_fed_a_batch_twice_counts_each_event_once()
     // The reference: one uninterrupted worker on its own database copy would need a
     // second store; instead, run it to the end first and remember the counters.
     let projection = vulnledger_projections::named("findings").unwrap();
-    let mut reference = Worker::start(app.db.pool.clone(), projection.clone())
+    let mut reference = Worker::for_projection(app.db.pool.clone(), projection.clone())
         .await
         .unwrap();
     reference
@@ -299,7 +299,7 @@ async fn a_worker_killed_mid_batch_or_fed_a_batch_twice_counts_each_event_once()
         let pool = app.db.pool.clone();
         let projection = projection.clone();
         let run = tokio::spawn(async move {
-            let mut worker = Worker::start(pool, projection).await.unwrap();
+            let mut worker = Worker::for_projection(pool, projection).await.unwrap();
             worker
                 .catch_up(&tokio_util::sync::CancellationToken::new())
                 .await
@@ -309,7 +309,7 @@ async fn a_worker_killed_mid_batch_or_fed_a_batch_twice_counts_each_event_once()
         run.abort();
         let _ = run.await;
     }
-    let mut survivor = Worker::start(app.db.pool.clone(), projection.clone())
+    let mut survivor = Worker::for_projection(app.db.pool.clone(), projection.clone())
         .await
         .unwrap();
     survivor
@@ -404,4 +404,61 @@ async fn read_models_fed_through_jetstream_lose_nothing_when_nats_stops_and_rest
         .await
         .unwrap();
     assert_eq!(counted, expected);
+}
+
+#[tokio::test]
+async fn with_nats_an_approval_reaches_its_finding_through_the_approvals_consumer() {
+    let nats = common::nats::NatsServer::start(common::nats::free_port()).await;
+    let url = nats.url();
+    let app = common::spawn_app_with(|c| c.nats_url = Some(url)).await;
+    let analyst = app.signed_in("acme", Role::Analyst).await;
+    let lead = app.signed_in("acme", Role::SecurityLead).await;
+    let (analyst_api, lead_api) = (Api::new(&app, &analyst), Api::new(&app, &lead));
+    let report = json!({ "findings": [{ "title": "exposed admin", "severity": "HIGH" }] });
+    let imported = analyst_api
+        .import("api:1", "native", serde_json::to_vec(&report).unwrap())
+        .await;
+    let list = read_when_applied(&analyst_api, "/api/v1/findings", imported.position()).await;
+    let id = list["data"][0]["id"].as_str().unwrap().to_owned();
+
+    let expires = (Utc::now() + Duration::days(30)).to_rfc3339();
+    let opened = analyst_api
+        .send(
+            Method::POST,
+            &format!("/api/v1/findings/{id}/accept-risk"),
+            Some("\"1\""),
+            json!({ "justification": "behind VPN", "expiresAt": expires }),
+        )
+        .await;
+    assert_eq!(opened.status, 202, "{}", opened.body);
+    let approval = opened.body["approvalId"].as_str().unwrap();
+    let approved = lead_api
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/approvals/{approval}/transition"),
+            Some("\"1\""),
+            json!({ "action": "approve" }),
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let finding = analyst_api.get(&format!("/api/v1/findings/{id}")).await;
+        if finding.body["status"] == "RISK_ACCEPTED" {
+            assert_eq!(finding.body["riskAcceptance"]["approvalId"], approval);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never applied");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let js = nats.jetstream().await;
+    let stream = js.get_stream("VULNLEDGER_EVENTS").await.unwrap();
+    assert!(
+        stream.consumer_info("approvals").await.is_ok(),
+        "the process manager follows JetStream"
+    );
+    // The read models see the acceptance too.
+    let k = read_when_applied(&analyst_api, "/api/v1/dashboard/kpis", approved.position()).await;
+    assert_eq!(k["totalFindings"], 1);
 }

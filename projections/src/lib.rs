@@ -33,6 +33,8 @@ pub struct ProjectedEvent {
     pub sequence: i64,
     pub event_type: String,
     pub data: Value,
+    /// The request that caused it, for process managers to pass on.
+    pub request_id: Option<String>,
     pub recorded_at: DateTime<Utc>,
 }
 
