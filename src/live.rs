@@ -39,7 +39,8 @@ impl LiveFeed {
         tokio::spawn(async move {
             while !shutdown.is_cancelled() {
                 let result = async {
-                    let reader = OrderedReader::new(pool.clone()).only(SCAN_CHANGES.0, SCAN_CHANGES.1);
+                    let reader =
+                        OrderedReader::new(pool.clone()).only(SCAN_CHANGES.0, SCAN_CHANGES.1);
                     let head = reader.head().await?;
                     let mut tail = reader
                         .tail(head, 1000)
