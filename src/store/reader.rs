@@ -122,21 +122,11 @@ impl OrderedReader {
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
         // Two statements rather than one with an optional filter, so each keeps a
         // plan that range-scans its own index ((txid, position), or
-        // (aggregate_type, txid, position)).
-        let filter = if self.only.is_some() {
-            "AND aggregate_type = $4 AND event_type <> ALL($5)"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT position, txid::text::bigint AS txid, tenant_id, aggregate_type, aggregate_id, \
-                    sequence, event_type, event_version, payload, metadata, recorded_at \
-             FROM events \
-             WHERE (txid, position) > ($1::bigint::text::xid8, $2) \
-               AND txid < pg_snapshot_xmin(pg_current_snapshot()) {filter} \
-             ORDER BY txid, position \
-             LIMIT $3"
-        );
+        // (aggregate_type, txid, position)). ORDER BY names the table's columns: a
+        // bare `txid` would mean the bigint output column, which no index orders, and
+        // every read would sort the whole backlog.
+        let filter = if self.only.is_some() { Self::ONLY } else { "" };
+        let sql = Self::batch_sql(filter);
         let mut query = sqlx::query(&sql)
             .bind(after.txid)
             .bind(after.position)
@@ -148,13 +138,29 @@ impl OrderedReader {
         rows.iter().map(StoredEvent::from_row).collect()
     }
 
+    const ONLY: &'static str = "AND aggregate_type = $4 AND event_type <> ALL($5)";
+
+    /// The statement of [`read_batch`](Self::read_batch); public so that a test can
+    /// check its plan.
+    pub fn batch_sql(filter: &str) -> String {
+        format!(
+            "SELECT position, txid::text::bigint AS txid, tenant_id, aggregate_type, aggregate_id, \
+                    sequence, event_type, event_version, payload, metadata, recorded_at \
+             FROM events \
+             WHERE (txid, position) > ($1::bigint::text::xid8, $2) \
+               AND txid < pg_snapshot_xmin(pg_current_snapshot()) {filter} \
+             ORDER BY events.txid, events.position \
+             LIMIT $3"
+        )
+    }
+
     /// The last event readable now: where a reader that wants only what comes next
     /// starts.
     pub async fn head(&self) -> Result<Checkpoint, sqlx::Error> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT txid::text::bigint, position FROM events \
              WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY txid DESC, position DESC LIMIT 1",
+             ORDER BY events.txid DESC, events.position DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await?;
