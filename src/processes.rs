@@ -148,10 +148,13 @@ impl Consumer for Approvals {
     async fn handle(
         &self,
         pool: &PgPool,
-        events: &[ProjectedEvent],
-        next: &ProjectionCheckpoint,
-    ) -> anyhow::Result<()> {
-        for event in events {
+        at: &ProjectionCheckpoint,
+        events: Vec<ProjectedEvent>,
+    ) -> anyhow::Result<ProjectionCheckpoint> {
+        let Some((fresh, next)) = crate::projector::after(at, events) else {
+            return Ok(*at);
+        };
+        for event in &fresh {
             if event.aggregate_type == "approval" && event.event_type == "ApprovalApproved" {
                 apply_approval(&self.commands, event).await?;
             }
@@ -165,7 +168,7 @@ impl Consumer for Approvals {
             },
         )
         .await?;
-        Ok(())
+        Ok(next)
     }
 }
 

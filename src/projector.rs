@@ -52,14 +52,41 @@ pub trait Consumer: Send + Sync {
     /// Where it stands (after whatever preparation starting needs).
     async fn start(&self, pool: &PgPool) -> anyhow::Result<ProjectionCheckpoint>;
 
-    /// Handles `events` (past the checkpoint, commit order) and moves the checkpoint
-    /// to `next`; `Ok` means both are durable.
+    /// Handles those of `events` (commit order) that come after the checkpoint, and
+    /// moves the checkpoint past them; `Ok` means both are durable. Returns where
+    /// it stands now.
     async fn handle(
         &self,
         pool: &PgPool,
-        events: &[ProjectedEvent],
-        next: &ProjectionCheckpoint,
-    ) -> anyhow::Result<()>;
+        at: &ProjectionCheckpoint,
+        events: Vec<ProjectedEvent>,
+    ) -> anyhow::Result<ProjectionCheckpoint>;
+}
+
+/// The events of `events` after `at`, and the checkpoint after them (`None` when
+/// there is nothing new).
+pub fn after(
+    at: &ProjectionCheckpoint,
+    events: Vec<ProjectedEvent>,
+) -> Option<(Vec<ProjectedEvent>, ProjectionCheckpoint)> {
+    let fresh: Vec<ProjectedEvent> = events
+        .into_iter()
+        .filter(|e| !at.covers(e.txid, e.position))
+        .collect();
+    let last = fresh.last()?;
+    let next = ProjectionCheckpoint {
+        txid: last.txid,
+        position: last.position,
+        max_position: fresh
+            .iter()
+            .map(|e| e.position)
+            .max()
+            .unwrap_or(0)
+            .max(at.max_position),
+        events: at.events + fresh.len() as i64,
+        version: at.version,
+    };
+    Some((fresh, next))
 }
 
 /// A projection as a consumer: a batch and its checkpoint in one transaction.
@@ -95,21 +122,28 @@ impl Consumer for ProjectionConsumer {
         }
     }
 
+    /// The stored checkpoint, locked for the transaction, is the one that counts: a
+    /// rebuild may have swapped in tables that are further along than this worker.
     async fn handle(
         &self,
         pool: &PgPool,
-        events: &[ProjectedEvent],
-        next: &ProjectionCheckpoint,
-    ) -> anyhow::Result<()> {
+        at: &ProjectionCheckpoint,
+        events: Vec<ProjectedEvent>,
+    ) -> anyhow::Result<ProjectionCheckpoint> {
+        let mut tx = pool.begin().await?;
+        let stored = checkpoint::lock(&mut tx, self.0.name()).await?;
+        let at = stored.unwrap_or(*at);
+        let Some((fresh, next)) = after(&at, events) else {
+            return Ok(at);
+        };
         let next = ProjectionCheckpoint {
             version: self.0.version(),
-            ..*next
+            ..next
         };
-        let mut tx = pool.begin().await?;
-        self.0.apply(&mut tx, events).await?;
+        self.0.apply(&mut tx, &fresh).await?;
         checkpoint::save(&mut tx, self.0.name(), &next).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(next)
     }
 }
 
@@ -287,27 +321,10 @@ impl Worker {
     /// Applies what `events` holds past the checkpoint, with the new checkpoint, in
     /// one transaction.
     pub async fn apply(&mut self, events: Vec<ProjectedEvent>) -> anyhow::Result<()> {
-        let fresh: Vec<ProjectedEvent> = events
-            .into_iter()
-            .filter(|e| !self.at.covers(e.txid, e.position))
-            .collect();
-        let Some(last) = fresh.last() else {
+        if events.is_empty() {
             return Ok(());
-        };
-        let next = ProjectionCheckpoint {
-            txid: last.txid,
-            position: last.position,
-            max_position: fresh
-                .iter()
-                .map(|e| e.position)
-                .max()
-                .unwrap_or(0)
-                .max(self.at.max_position),
-            events: self.at.events + fresh.len() as i64,
-            version: self.at.version,
-        };
-        self.consumer.handle(&self.pool, &fresh, &next).await?;
-        self.at = next;
+        }
+        self.at = self.consumer.handle(&self.pool, &self.at, events).await?;
         Ok(())
     }
 }

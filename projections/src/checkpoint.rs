@@ -46,6 +46,30 @@ pub async fn load(pool: &PgPool, name: &str) -> Result<Option<ProjectionCheckpoi
     ))
 }
 
+/// The checkpoint of `name`, locked until the transaction ends: writers of the
+/// projection's tables serialize on it.
+pub async fn lock(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Option<ProjectionCheckpoint>, sqlx::Error> {
+    let row: Option<(i64, i64, i64, i64, i32)> = sqlx::query_as(
+        "SELECT txid, position, max_position, events, version \
+         FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(
+        |(txid, position, max_position, events, version)| ProjectionCheckpoint {
+            txid,
+            position,
+            max_position,
+            events,
+            version,
+        },
+    ))
+}
+
 /// Moves `name` to `at` and tells listeners, inside the batch's transaction (NOTIFY
 /// is delivered on commit, so nobody hears of a batch that rolled back).
 pub async fn save(
