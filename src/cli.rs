@@ -37,6 +37,9 @@ pub enum Command {
     Worker,
     /// Run only the event relay (to NATS_URL) until SIGINT or SIGTERM.
     Relay,
+    /// Inspect and rebuild the read models.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage tenants.
@@ -55,6 +58,17 @@ pub enum Command {
         #[arg(long, default_value = "schemas")]
         out: std::path::PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Every projection with its version and tables.
+    List,
+    /// Each projection's version, checkpoint and lag (events not applied yet).
+    Status,
+    /// Replay the event store into fresh tables and swap them in while the API keeps
+    /// serving the old ones; all projections, or the one named.
+    Rebuild { name: Option<String> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown.cancelled().await;
             Ok(())
         }
+        Command::Projections(command) => projections(command).await,
         Command::Relay => {
             let url = std::env::var("NATS_URL")
                 .ok()
@@ -198,6 +213,99 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             println!("{}", user.id);
+            Ok(())
+        }
+    }
+}
+
+async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
+    match command {
+        ProjectionsCommand::List => {
+            for p in vulnledger_projections::all() {
+                println!(
+                    "{}\tversion {}\ttables {}",
+                    p.name(),
+                    p.version(),
+                    p.tables().join(", ")
+                );
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Status => {
+            let pool = connect().await?;
+            println!("NAME\tVERSION\tSTORED\tPOSITION\tEVENTS\tLAG\tUPDATED");
+            for s in crate::rebuild::status(&pool).await? {
+                let stored = s
+                    .checkpoint
+                    .map_or("-".to_owned(), |c| c.version.to_string());
+                let at = s.checkpoint.unwrap_or_default();
+                let updated = s.updated_at.map_or("-".to_owned(), |u| u.to_rfc3339());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    s.name, s.version, stored, at.max_position, at.events, s.lag, updated
+                );
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Rebuild { name } => {
+            let chosen = match &name {
+                None => vulnledger_projections::all(),
+                Some(name) => vec![vulnledger_projections::named(name).with_context(|| {
+                    let known: Vec<&str> = vulnledger_projections::all()
+                        .iter()
+                        .map(|p| p.name())
+                        .collect();
+                    format!(
+                        "there is no projection called {name:?}; known: {}",
+                        known.join(", ")
+                    )
+                })?],
+            };
+            let pool = connect().await?;
+            for projection in chosen {
+                let label = projection.name();
+                let bar = std::io::stderr().is_terminal().then(|| {
+                    let bar = indicatif::ProgressBar::new(0);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+                        )
+                        .expect("a valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_message(format!("rebuilding {label}"));
+                    bar
+                });
+                let mut last_log = std::time::Instant::now();
+                let done = crate::rebuild::rebuild(&pool, projection.clone(), |p| {
+                    if let Some(bar) = &bar {
+                        bar.set_length(p.total.max(p.events) as u64);
+                        bar.set_position(p.events as u64);
+                    } else if last_log.elapsed() >= std::time::Duration::from_secs(2) {
+                        last_log = std::time::Instant::now();
+                        let rate = p.events as f64 / p.elapsed.as_secs_f64().max(0.001);
+                        tracing::info!(
+                            projection = label,
+                            events = p.events,
+                            total = p.total,
+                            events_per_second = rate as u64,
+                            "rebuilding"
+                        );
+                    }
+                })
+                .await?;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                let seconds = done.elapsed.as_secs_f64();
+                println!(
+                    "{label}: {} events in {:.1} s ({:.0} events/s), swapped in at position {}",
+                    done.checkpoint.events,
+                    seconds,
+                    done.checkpoint.events as f64 / seconds.max(0.001),
+                    done.checkpoint.max_position
+                );
+            }
             Ok(())
         }
     }

@@ -17,6 +17,7 @@ pub mod live;
 pub mod processes;
 pub mod projector;
 pub mod read_models;
+pub mod rebuild;
 pub mod relay;
 pub mod schemas;
 pub mod shutdown;

@@ -462,3 +462,96 @@ async fn with_nats_an_approval_reaches_its_finding_through_the_approvals_consume
     let k = read_when_applied(&analyst_api, "/api/v1/dashboard/kpis", approved.position()).await;
     assert_eq!(k["totalFindings"], 1);
 }
+
+async fn index_names(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
+         AND tablename IN ('finding_view', 'finding_scans', 'asset_view', 'finding_counts') \
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_rebuild_swaps_in_the_same_rows_while_commands_and_the_live_worker_go_on() {
+    let app = common::spawn_app().await;
+    let session = app.signed_in("acme", Role::Analyst).await;
+    let api = Api::new(&app, &session);
+    let report = |path: &str| {
+        std::fs::read(format!(
+            "{}/../shared/fixtures/reports/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let first = api
+        .import("registry/a:1", "grype", report("grype/many_vulns.json"))
+        .await;
+    api.get_after("/api/v1/findings?limit=1", first.position())
+        .await;
+    let indexes = index_names(&app.db.pool).await;
+
+    // Rebuild while more reports arrive and the live worker applies them.
+    let pool = app.db.pool.clone();
+    let rebuild = tokio::spawn(async move {
+        let projection = vulnledger_projections::named("findings").unwrap();
+        vulnledger::rebuild::rebuild(&pool, projection, |_| {})
+            .await
+            .unwrap()
+    });
+    let mut last = 0;
+    for (i, path) in [
+        "trivy/legacy_many_vulns.json",
+        "sarif/codeQL-output.sarif",
+        "cyclonedx/log4j.json",
+    ]
+    .iter()
+    .enumerate()
+    {
+        last = api
+            .import(&format!("registry/b{i}:1"), "", report(path))
+            .await
+            .position();
+    }
+    let rebuilt = rebuild.await.unwrap();
+    assert!(rebuilt.checkpoint.events > 1509);
+    let more = api
+        .import(
+            "registry/c:1",
+            "trivy",
+            report("trivy/scheme_2_many_vulns.json"),
+        )
+        .await;
+    last = last.max(more.position());
+    let k = api.get_after("/api/v1/dashboard/kpis", last).await;
+    assert_eq!(k.status, 200);
+    let live = counters(&app.db.pool).await;
+
+    // A second, quiet rebuild from scratch gives exactly the same read model.
+    let projection = vulnledger_projections::named("findings").unwrap();
+    vulnledger::rebuild::rebuild(&app.db.pool, projection, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(counters(&app.db.pool).await, live);
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'FindingDetected'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(live["views"], distinct);
+    assert_eq!(k.body["totalFindings"], distinct);
+    assert_eq!(
+        index_names(&app.db.pool).await,
+        indexes,
+        "index names survive"
+    );
+    let shadows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'rebuild_%'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(shadows, 0);
+}

@@ -84,15 +84,15 @@ impl<'a> Api<'a> {
         self.call(request).await
     }
 
-    /// Launches a scan of `target` and records `report` (raw bytes in `format`) as
-    /// its results; the answer of the results call.
+    /// Launches a scan of `target` and records `report` (raw bytes in `format`, or
+    /// sniffed when `format` is empty) as its results; the answer of the results call.
     pub async fn import(&self, target: &str, format: &str, report: Vec<u8>) -> Answer {
         let scan = self
             .send(
                 Method::POST,
                 "/api/v1/scans",
                 None,
-                json!({ "target": target, "scanner": format }),
+                json!({ "target": target, "scanner": if format.is_empty() { "any" } else { format } }),
             )
             .await;
         assert_eq!(scan.status, 202, "scan launch: {}", scan.body);
@@ -101,7 +101,11 @@ impl<'a> Api<'a> {
             .call(
                 self.request(
                     Method::POST,
-                    &format!("/api/v1/scans/{id}/results?format={format}"),
+                    &if format.is_empty() {
+                        format!("/api/v1/scans/{id}/results")
+                    } else {
+                        format!("/api/v1/scans/{id}/results?format={format}")
+                    },
                 )
                 .header("content-type", "application/json")
                 .body(report),
