@@ -58,6 +58,19 @@ pub enum Command {
         #[arg(long, default_value = "schemas")]
         out: std::path::PathBuf,
     },
+    /// Fill a tenant with demo history through the real command path: the bundled real
+    /// reports replayed with triage, or N synthetic findings with --findings.
+    Demo {
+        /// The tenant's slug; created with an admin and a security lead when absent.
+        #[arg(long, default_value = crate::demo::DEFAULT_TENANT)]
+        tenant: String,
+        /// Generate this many synthetic findings instead of replaying the real reports.
+        #[arg(long)]
+        findings: Option<u64>,
+        /// Days of history, ending now (default 90 with --findings, 56 without).
+        #[arg(long)]
+        days: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +195,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let written = crate::schemas::write(&out)?;
             println!("{written} schemas written to {}", out.display());
             Ok(())
+        }
+        Command::Demo {
+            tenant,
+            findings,
+            days,
+        } => {
+            crate::demo::run_cli(crate::demo::Options {
+                tenant,
+                findings,
+                days,
+            })
+            .await
         }
         Command::Migrate => {
             let pool = connect().await?;
