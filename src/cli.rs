@@ -40,6 +40,9 @@ pub enum Command {
     /// Inspect and rebuild the read models.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Export the audit log (the event store).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage tenants.
@@ -70,6 +73,27 @@ pub enum Command {
         /// Days of history, ending now (default 90 with --findings, 56 without).
         #[arg(long)]
         days: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write a tenant's events, oldest first, as CSV or NDJSON.
+    Export {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// Recorded at or after (ISO-8601, any precision).
+        #[arg(long)]
+        from: Option<String>,
+        /// Recorded up to the end of this period (ISO-8601, any precision).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value = "csv")]
+        format: crate::audit::Format,
+        /// A file (written completely or not at all); standard output when absent.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
     },
 }
 
@@ -158,6 +182,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections(command) => projections(command).await,
+        Command::Audit(AuditCommand::Export {
+            tenant,
+            from,
+            until,
+            format,
+            output,
+        }) => {
+            let range =
+                crate::http::time_range::TimeRange::parse(from.as_deref(), until.as_deref())
+                    .map_err(|e| anyhow::anyhow!("{}", crate::http::time_range::describe(&e)))?;
+            let pool = connect().await?;
+            let tenant = identity::find_tenant_by_slug(&pool, &tenant)
+                .await
+                .with_context(|| format!("no tenant with slug {tenant:?}"))?;
+            let filter = crate::audit::AuditFilter {
+                tenant: tenant.id,
+                from: range.from,
+                until: range.until,
+                ..Default::default()
+            };
+            crate::audit::export_to(pool, filter, format, output.as_deref()).await
+        }
         Command::Relay => {
             let url = std::env::var("NATS_URL")
                 .ok()

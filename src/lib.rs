@@ -1,6 +1,7 @@
 //! vulnledger: an event-sourced vulnerability-management backend.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod cli;

@@ -57,6 +57,10 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("get", "/api/v1/assets"),
     ("get", "/api/v1/assets/{asset}/findings"),
     ("get", "/api/v1/vulnerabilities/cve/{cve}"),
+    // Audit
+    ("get", "/api/v1/admin/audit"),
+    ("get", "/api/v1/admin/audit/export.csv"),
+    ("get", "/api/v1/admin/audit/export.ndjson"),
 ];
 
 const METHODS: [&str; 8] = [

@@ -14,7 +14,7 @@ use axum::extract::DefaultBodyLimit;
 
 use super::limits::DEFAULT_BODY_LIMIT;
 use super::routes::{
-    admin, api_keys, approvals, assets, auth, ci, dashboard, finding_list, findings, scans,
+    admin, api_keys, approvals, assets, audit, auth, ci, dashboard, finding_list, findings, scans,
     settings, ws,
 };
 use super::AppState;
@@ -37,6 +37,7 @@ use super::AppState;
         (name = "dashboard", description = "KPIs, trends and SLA from the read models"),
         (name = "assets", description = "Assets and vulnerabilities across them"),
         (name = "settings", description = "Tenant settings"),
+        (name = "audit", description = "The event store as the audit log"),
     )
 )]
 struct ApiDoc;
@@ -80,6 +81,9 @@ pub fn routes(report_max_bytes: usize) -> (Router<AppState>, Document) {
         .routes(routes!(api_keys::revoke))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::update_user))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::export_csv))
+        .routes(routes!(audit::export_ndjson))
         .routes(routes!(scans::launch, scans::list))
         .routes(routes!(scans::detail))
         .routes(routes!(scans::progress))

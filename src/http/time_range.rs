@@ -52,6 +52,18 @@ impl TimeRange {
     }
 }
 
+/// A parse error as one line, for the command line.
+pub fn describe(error: &Error) -> String {
+    match error {
+        Error::Validation(errors) => errors
+            .iter()
+            .map(|e| format!("--{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
 /// The period `raw` names: its start and its exclusive end.
 pub fn period(raw: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     if let Ok(at) = DateTime::parse_from_rfc3339(raw) {

@@ -2,6 +2,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod approvals;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod ci;
 pub mod dashboard;
