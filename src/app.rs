@@ -45,6 +45,8 @@ impl Application {
         tokio::task::spawn_blocking(crate::auth::sessions::prepare)
             .await
             .context("preparing the login timing hash")?;
+        // Installed before the first request, so that request is counted too.
+        crate::http::health::recorder();
         let auth_caches = AuthCaches::default();
         auth_caches.listen(pool.clone());
         let state = AppState {

@@ -270,6 +270,7 @@ impl CommandService {
             .apply(&mut tx, tenant_id, aggregate_id, state)
             .await?;
         tx.commit().await?;
+        metrics::counter!("vulnledger_events_appended_total").increment(appended.len() as u64);
         Ok(appended)
     }
 }

@@ -68,3 +68,52 @@ async fn a_wrong_method_is_a_405_problem() {
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
 }
+
+#[tokio::test]
+async fn ready_checks_database_nats_and_projection_lag() {
+    let app = common::spawn_app().await;
+    let response = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert!(body["checks"]["projections"]["findings"]["lag"].is_number());
+
+    // NATS configured but not there: not ready (the API still answers).
+    let port = common::nats::free_port();
+    let app = common::spawn_app_with(|c| c.nats_url = Some(common::nats::nats_url(port))).await;
+    let response = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["checks"]["nats"], "unavailable");
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_latency_by_route_and_positions() {
+    let app = common::spawn_app().await;
+    let session = app
+        .signed_in("acme", vulnledger_aggregates::Role::Analyst)
+        .await;
+    let api = common::api::Api::new(&app, &session);
+    let report = serde_json::json!({ "findings": [{ "title": "t", "severity": "LOW" }] });
+    api.import("api:1", "native", serde_json::to_vec(&report).unwrap())
+        .await;
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    for expected in [
+        "http_request_duration_seconds_bucket",
+        "route=\"/api/v1/scans/{id}/results\"",
+        "vulnledger_events_appended_total",
+        "vulnledger_store_position",
+        "vulnledger_relay_position",
+        "vulnledger_projection_lag_events{projection=\"findings\"}",
+        "vulnledger_cache_hits",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}

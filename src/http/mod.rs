@@ -2,7 +2,7 @@
 
 pub mod command;
 mod error;
-mod health;
+pub mod health;
 mod json;
 pub mod limits;
 pub mod openapi;
@@ -55,6 +55,8 @@ pub fn router(state: AppState) -> Router {
     let (api, _openapi) = openapi::routes(state.config.report_max_bytes);
     Router::new()
         .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .merge(api)
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
@@ -77,6 +79,7 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("a handler panicked");
             axum::response::IntoResponse::into_response(Problem::internal())
         }))
+        .layer(axum::middleware::from_fn(health::track))
         .layer(axum::middleware::from_fn(problem::ensure_problem))
         .layer(axum::middleware::from_fn(request_id::middleware))
 }
