@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod freshness;
 pub mod http;
 pub mod identity;
