@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::db;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AppState};
-use crate::store::EventStore;
+use crate::store::{EventStore, Upcasters};
 
 /// A bound, migrated application, ready to serve. Tests build one on port 0.
 pub struct Application {
@@ -29,6 +29,10 @@ impl Application {
                 "JWT_SECRET is not set: using a random secret, so tokens die with this process"
             );
         }
+        // Built once, before anything reads an event; every reader of the store
+        // (aggregates, relay, projections, live feed, audit) applies this registry.
+        let upcasters = Upcasters::process();
+        tracing::debug!(upcasters = upcasters.len(), "event upcasters registered");
         let pool = db::connect(&config.database_url, config.database_max_connections).await?;
         db::migrate(&pool).await?;
         let listener = TcpListener::bind(config.bind_addr)

@@ -10,11 +10,13 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::store::Upcasters;
+
 /// Rows fetched per round trip while exporting.
 const CHUNK: i64 = 2000;
 
-/// One event as auditors see it.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+/// One event as auditors see it, in its type's current shape.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     pub position: i64,
@@ -48,7 +50,76 @@ pub struct AuditFilter {
 const SELECT: &str = "SELECT position, recorded_at AS at, metadata->>'actor_id' AS actor, \
      NULLIF(metadata->>'actor_email', '') AS actor_email, \
      NULLIF(metadata->>'request_id', '') AS request_id, aggregate_type, aggregate_id, \
-     sequence, event_type, COALESCE(payload->event_type, payload) AS data FROM events";
+     sequence, event_type, event_version, payload FROM events";
+
+/// A row as stored: its payload is upcast before anyone sees it.
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    position: i64,
+    at: DateTime<Utc>,
+    actor: Option<String>,
+    actor_email: Option<String>,
+    request_id: Option<String>,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    /// cqrs-es's externally tagged form: `{"<EventType>": {...}}`.
+    payload: Value,
+}
+
+impl AuditRow {
+    /// The entry, with `data` in the event type's current shape (through the same
+    /// upcasters as every other reader of the store).
+    fn into_entry(self, upcasters: &Upcasters) -> Result<AuditEntry, sqlx::Error> {
+        let (aggregate_type, aggregate_id, event_type, payload) =
+            if upcasters.is_current(&self.event_type, &self.event_version) {
+                (
+                    self.aggregate_type,
+                    self.aggregate_id,
+                    self.event_type,
+                    self.payload,
+                )
+            } else {
+                let event = upcasters
+                    .upcast(cqrs_es::persist::SerializedEvent::new(
+                        self.aggregate_id,
+                        self.sequence as usize,
+                        self.aggregate_type,
+                        self.event_type,
+                        self.event_version,
+                        self.payload,
+                        Value::Null,
+                    ))
+                    .map_err(|event| {
+                        sqlx::Error::Decode(Box::new(crate::store::UnreadableEvent {
+                            position: self.position,
+                            event,
+                        }))
+                    })?;
+                (
+                    event.aggregate_type,
+                    event.aggregate_id,
+                    event.event_type,
+                    event.payload,
+                )
+            };
+        let data = crate::store::upcasters::untagged(payload, &event_type);
+        Ok(AuditEntry {
+            position: self.position,
+            at: self.at,
+            actor: self.actor,
+            actor_email: self.actor_email,
+            request_id: self.request_id,
+            aggregate_type,
+            aggregate_id,
+            sequence: self.sequence,
+            event_type,
+            data,
+        })
+    }
+}
 
 impl AuditFilter {
     fn push_where(&self, q: &mut QueryBuilder<'_, Postgres>) {
@@ -95,7 +166,11 @@ pub async fn page(
         .push_bind(limit)
         .push(" OFFSET ")
         .push_bind(offset);
-    q.build_query_as().fetch_all(pool).await
+    let rows: Vec<AuditRow> = q.build_query_as().fetch_all(pool).await?;
+    let upcasters = Upcasters::process();
+    rows.into_iter()
+        .map(|row| row.into_entry(upcasters))
+        .collect()
 }
 
 pub async fn total(pool: &PgPool, filter: &AuditFilter) -> Result<i64, sqlx::Error> {

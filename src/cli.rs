@@ -156,6 +156,8 @@ pub enum ApiKeyCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The event upcasters, built once before any command reads the store.
+    crate::store::Upcasters::process();
     match cli.command {
         Command::Serve { no_workers } => {
             let mut config = Config::from_env()?;

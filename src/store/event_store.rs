@@ -1,10 +1,10 @@
-use std::sync::Arc;
-
-use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
+
+use super::Upcasters;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -97,21 +97,26 @@ pub struct Appended {
 #[derive(Clone)]
 pub struct EventStore {
     pool: PgPool,
-    upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+    upcasters: Upcasters,
 }
 
 impl EventStore {
+    /// A store that reads through the process's upcasters ([`Upcasters::process`]).
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            upcasters: Arc::new(Vec::new()),
+            upcasters: Upcasters::process().clone(),
         }
     }
 
-    /// Old event versions are rewritten to the current shape on every read.
-    pub fn with_upcasters(mut self, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
-        self.upcasters = Arc::new(upcasters);
+    /// Reads through `upcasters` instead of the process's.
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = upcasters;
         self
+    }
+
+    pub fn upcasters(&self) -> &Upcasters {
+        &self.upcasters
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -211,22 +216,23 @@ impl EventStore {
 
     /// Applies the upcasters, then deserializes into the aggregate's event type.
     pub fn decode<A: Aggregate>(&self, event: SerializedEvent) -> Result<A::Event, StoreError> {
-        let event = self.upcast(event);
+        let event = self
+            .upcasters
+            .upcast(event)
+            .map_err(|e| StoreError::Corrupt {
+                reason: format!(
+                    "{} version {}: {}",
+                    e.event_type, e.stored_version, e.reason
+                ),
+                aggregate_type: e.aggregate_type,
+                aggregate_id: e.aggregate_id,
+                sequence: e.sequence,
+            })?;
         serde_json::from_value(event.payload).map_err(|e| StoreError::Corrupt {
             aggregate_type: event.aggregate_type,
             aggregate_id: event.aggregate_id,
             sequence: event.sequence as i64,
-            reason: e.to_string(),
-        })
-    }
-
-    pub fn upcast(&self, event: SerializedEvent) -> SerializedEvent {
-        self.upcasters.iter().fold(event, |event, upcaster| {
-            if upcaster.can_upcast(&event.event_type, &event.event_version) {
-                upcaster.upcast(event)
-            } else {
-                event
-            }
+            reason: format!("{} version {}: {e}", event.event_type, event.event_version),
         })
     }
 

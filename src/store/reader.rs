@@ -17,12 +17,14 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use cqrs_es::persist::SerializedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use super::upcasters::{Unreadable, Upcasters};
 use super::EVENTS_CHANNEL;
 
 /// Where a reader stands: the last event it handed out, in commit order.
@@ -76,8 +78,9 @@ impl StoredEvent {
         self.metadata.get(key).and_then(Value::as_str)
     }
 
-    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
+    /// The row, in its type's current shape.
+    fn from_row(row: &PgRow, upcasters: &Upcasters) -> Result<Self, sqlx::Error> {
+        let event = Self {
             position: row.try_get("position")?,
             txid: row.try_get("txid")?,
             tenant_id: row.try_get("tenant_id")?,
@@ -89,13 +92,60 @@ impl StoredEvent {
             payload: row.try_get("payload")?,
             metadata: row.try_get("metadata")?,
             recorded_at: row.try_get("recorded_at")?,
-        })
+        };
+        if upcasters.is_current(&event.event_type, &event.event_version) {
+            return Ok(event);
+        }
+        event
+            .upcast(upcasters)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+
+    /// Moves the event through the upcasters and back: nothing is cloned.
+    fn upcast(mut self, upcasters: &Upcasters) -> Result<Self, UnreadableEvent> {
+        let take = std::mem::take::<String>;
+        let serialized = SerializedEvent::new(
+            take(&mut self.aggregate_id),
+            self.sequence as usize,
+            take(&mut self.aggregate_type),
+            take(&mut self.event_type),
+            take(&mut self.event_version),
+            self.payload.take(),
+            self.metadata.take(),
+        );
+        match upcasters.upcast(serialized) {
+            Ok(e) => {
+                self.aggregate_id = e.aggregate_id;
+                self.aggregate_type = e.aggregate_type;
+                self.event_type = e.event_type;
+                self.event_version = e.event_version;
+                self.payload = e.payload;
+                self.metadata = e.metadata;
+                Ok(self)
+            }
+            Err(event) => Err(UnreadableEvent {
+                position: self.position,
+                event,
+            }),
+        }
     }
 }
 
+/// An event the ordered reader cannot hand out in its current shape. Readers stop
+/// on it (as `sqlx::Error::Decode`) rather than skip it or pass on an old shape.
+#[derive(Debug, thiserror::Error)]
+#[error("event at position {position}, {event}")]
+pub struct UnreadableEvent {
+    pub position: i64,
+    pub event: Box<Unreadable>,
+}
+
+/// Hands out events in their current shapes: every event goes through the
+/// process's upcasters ([`Upcasters::process`]) on its way out.
 #[derive(Clone)]
 pub struct OrderedReader {
     pool: PgPool,
+    upcasters: Upcasters,
     /// Only events of this aggregate type, minus these event types: readers that
     /// want a small part of the stream should not fetch and decode the rest.
     only: Option<(&'static str, &'static [&'static str])>,
@@ -103,7 +153,17 @@ pub struct OrderedReader {
 
 impl OrderedReader {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, only: None }
+        Self {
+            pool,
+            upcasters: Upcasters::process().clone(),
+            only: None,
+        }
+    }
+
+    /// Reads through `upcasters` instead of the process's.
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = upcasters;
+        self
     }
 
     /// A reader of `aggregate_type`'s events except `except`. Its checkpoints are
@@ -113,8 +173,10 @@ impl OrderedReader {
         self
     }
 
-    /// Up to `limit` committed events after `after`, in commit order. An empty
-    /// answer means "nothing safe to read yet", not "the end".
+    /// Up to `limit` committed events after `after`, in commit order and current
+    /// shapes. An empty answer means "nothing safe to read yet", not "the end". An
+    /// event that cannot be upcast fails the batch with `sqlx::Error::Decode`
+    /// holding an [`UnreadableEvent`] that names its position.
     pub async fn read_batch(
         &self,
         after: Checkpoint,
@@ -135,7 +197,9 @@ impl OrderedReader {
             query = query.bind(aggregate_type).bind(except.to_vec());
         }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(StoredEvent::from_row).collect()
+        rows.iter()
+            .map(|row| StoredEvent::from_row(row, &self.upcasters))
+            .collect()
     }
 
     const ONLY: &'static str = "AND aggregate_type = $4 AND event_type <> ALL($5)";

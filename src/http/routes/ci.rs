@@ -6,16 +6,20 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::Utc;
+use cqrs_es::persist::SerializedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use vulnledger_aggregates::{Finding, Scan, ScanCommand, Severity, SeverityCounts};
+use vulnledger_aggregates::{
+    Finding, FindingsObserved, Scan, ScanCommand, Severity, SeverityCounts,
+};
 
 use super::scans::{ingest_parsed, parse_report, run};
 use crate::auth::{perm, Authorized, Principal};
 use crate::http::pagination::ApiQuery;
 use crate::http::{ApiJson, ApiPath, AppState, Error};
+use crate::store::UnreadableEvent;
 
 pub const TAG: &str = "ci";
 
@@ -192,8 +196,8 @@ pub async fn results(
         })?,
     };
     let scan = load_scan(&state, &principal, id).await?;
-    let observed: Vec<Value> = sqlx::query_scalar(
-        "SELECT payload->'FindingsObserved'->'findingIds' FROM events \
+    let observed: Vec<(i64, i64, String, Value)> = sqlx::query_as(
+        "SELECT position, sequence, event_version, payload FROM events \
          WHERE aggregate_type = 'scan' AND aggregate_id = $1 AND tenant_id = $2 \
            AND event_type = 'FindingsObserved' ORDER BY sequence",
     )
@@ -201,12 +205,26 @@ pub async fn results(
     .bind(principal.tenant_id)
     .fetch_all(&state.pool)
     .await?;
-    let ids: Vec<String> = observed
-        .iter()
-        .filter_map(Value::as_array)
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
+    let upcasters = state.commands.store().upcasters();
+    let mut ids: Vec<String> = Vec::new();
+    for (position, sequence, version, payload) in observed {
+        // In the event type's current shape, like every other reader of the store.
+        let data = upcasters
+            .data(SerializedEvent::new(
+                id.to_string(),
+                sequence as usize,
+                "scan".to_owned(),
+                "FindingsObserved".to_owned(),
+                version,
+                payload,
+                Value::Null,
+            ))
+            .map_err(|event| sqlx::Error::Decode(Box::new(UnreadableEvent { position, event })))?;
+        let observed: FindingsObserved = serde_json::from_value(data).map_err(|e| {
+            sqlx::Error::Decode(format!("event at position {position}: {e}").into())
+        })?;
+        ids.extend(observed.finding_ids.into_iter().map(|id| id.to_string()));
+    }
     let mut conn = state.pool.acquire().await?;
     let mut loaded = state
         .commands

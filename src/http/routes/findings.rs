@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, SubsecRound, Utc};
+use cqrs_es::persist::SerializedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Row;
@@ -17,6 +18,7 @@ use crate::auth::{perm, Authorized, Principal};
 use crate::http::command::{CommandResponse, IfMatch};
 use crate::http::{ApiJson, ApiPath, AppState, Error};
 use crate::indexes::{ApprovalIndex, FindingIndex};
+use crate::store::UnreadableEvent;
 
 pub const TAG: &str = "findings";
 
@@ -182,7 +184,8 @@ pub async fn history(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<Vec<HistoryEntry>>, Error> {
     let rows = sqlx::query(
-        "SELECT sequence, event_type, payload, metadata, recorded_at, position FROM events \
+        "SELECT sequence, event_type, event_version, payload, metadata, recorded_at, position \
+         FROM events \
          WHERE aggregate_type = 'finding' AND aggregate_id = $1 AND tenant_id = $2 \
          ORDER BY sequence",
     )
@@ -193,16 +196,32 @@ pub async fn history(
     if rows.is_empty() {
         return Err(Error::NotFound);
     }
+    let upcasters = state.commands.store().upcasters();
     let entries = rows
         .into_iter()
         .map(|row| {
             let event_type: String = row.try_get("event_type")?;
-            let payload: Value = row.try_get("payload")?;
+            let sequence: i64 = row.try_get("sequence")?;
+            let position: i64 = row.try_get("position")?;
+            // In the event type's current shape, like every other reader of the store.
+            let data = upcasters
+                .data(SerializedEvent::new(
+                    id.to_string(),
+                    sequence as usize,
+                    "finding".to_owned(),
+                    event_type.clone(),
+                    row.try_get("event_version")?,
+                    row.try_get("payload")?,
+                    Value::Null,
+                ))
+                .map_err(|event| {
+                    sqlx::Error::Decode(Box::new(UnreadableEvent { position, event }))
+                })?;
             let metadata: Value = row.try_get("metadata")?;
             let text = |key: &str| metadata.get(key).and_then(Value::as_str).map(str::to_owned);
             Ok(HistoryEntry {
-                sequence: row.try_get("sequence")?,
-                data: payload.get(&event_type).cloned().unwrap_or(payload),
+                sequence,
+                data,
                 event_type,
                 at: row.try_get("recorded_at")?,
                 actor: Actor {
@@ -210,7 +229,7 @@ pub async fn history(
                     email: text("actor_email").unwrap_or_default(),
                 },
                 request_id: text("request_id").filter(|r| !r.is_empty()),
-                position: row.try_get("position")?,
+                position,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
