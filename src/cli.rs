@@ -212,7 +212,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
                 .context("NATS_URL is not set (e.g. nats://127.0.0.1:4222)")?;
-            let pool = connect().await?;
+            // The advisory lock and the notification listener each hold a connection
+            // for as long as the relay runs; reads and the checkpoint need more.
+            let pool = db::connect(&config::database_url()?, 4).await?;
+            db::migrate(&pool).await?;
             let shutdown = CancellationToken::new();
             crate::shutdown::on_signal(shutdown.clone());
             tracing::info!(nats = %config::redact_url(&url), "relaying events");

@@ -359,3 +359,28 @@ async fn without_nats_the_in_process_bus_carries_the_same_envelopes() {
                 && e.source == format!("vulnledger/{}", session.tenant_id))
     );
 }
+
+#[tokio::test]
+async fn the_relay_command_run_on_its_own_publishes_every_event() {
+    let nats = NatsServer::start(free_port()).await;
+    // No NATS for the app: only the `vulnledger relay` process below publishes.
+    let app = common::spawn_app().await;
+    let session = app.signed_in("acme", Role::Analyst).await;
+    workload(&app, &session, "registry/api:1.4").await;
+    let count = event_ids(&app).await.len() as u64;
+
+    let mut relay = tokio::process::Command::new(env!("CARGO_BIN_EXE_vulnledger"))
+        .arg("relay")
+        .env("DATABASE_URL", &app.db.url)
+        .env("NATS_URL", nats.url())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("vulnledger relay starts");
+    let js = nats.jetstream().await;
+    wait_for_messages(&js, count, Duration::from_secs(45)).await;
+    assert!(
+        relay.try_wait().unwrap().is_none(),
+        "the relay is still running"
+    );
+    relay.kill().await.unwrap();
+}
