@@ -102,23 +102,32 @@ impl Consumer for ProjectionConsumer {
         format!("projection-{}", self.0.name())
     }
 
-    /// A projection whose stored rows were written by another version starts over
-    /// from an empty read model.
+    /// A projection whose stored rows were written by another version is emptied at
+    /// once (no stale shapes are served), then rebuilt by a bulk replay into fresh
+    /// tables that are swapped in; a projection that never ran starts empty and
+    /// catches up batch by batch.
     async fn start(&self, pool: &PgPool) -> anyhow::Result<ProjectionCheckpoint> {
         let projection = &self.0;
         match checkpoint::load(pool, projection.name()).await? {
             Some(at) if at.version == projection.version() => Ok(at),
-            stale => {
-                if let Some(stale) = stale {
-                    tracing::warn!(
-                        projection = projection.name(),
-                        stored = stale.version,
-                        current = projection.version(),
-                        "projection version changed; rebuilding it from the event store"
-                    );
-                }
-                reset(pool, projection.as_ref()).await
+            Some(stale) => {
+                tracing::warn!(
+                    projection = projection.name(),
+                    stored = stale.version,
+                    current = projection.version(),
+                    "projection version changed; rebuilding it from the event store"
+                );
+                reset(pool, projection.as_ref()).await?;
+                let rebuilt = crate::rebuild::rebuild(pool, projection.clone(), |_| {}).await?;
+                tracing::info!(
+                    projection = projection.name(),
+                    events = rebuilt.checkpoint.events,
+                    seconds = rebuilt.elapsed.as_secs_f64(),
+                    "projection rebuilt"
+                );
+                Ok(rebuilt.checkpoint)
             }
+            None => reset(pool, projection.as_ref()).await,
         }
     }
 
@@ -220,7 +229,8 @@ impl Worker {
                 )
                 .await?;
             let full = batch.len() as i64 == CATCH_UP_BATCH;
-            self.apply(batch.iter().map(projected).collect()).await?;
+            self.apply(batch.into_iter().map(into_projected).collect())
+                .await?;
             if !full {
                 break;
             }
@@ -241,7 +251,8 @@ impl Worker {
                 () = shutdown.cancelled() => return Ok(()),
                 batch = tail.next_batch() => batch?,
             };
-            self.apply(batch.iter().map(projected).collect()).await?;
+            self.apply(batch.into_iter().map(into_projected).collect())
+                .await?;
         }
     }
 
@@ -358,6 +369,29 @@ pub fn projected(event: &StoredEvent) -> ProjectedEvent {
         event_type: event.event_type.clone(),
         data: event.data().clone(),
         request_id: event.metadata_str("request_id").map(str::to_owned),
+        recorded_at: event.recorded_at,
+    }
+}
+
+/// [`projected`] without copying: the event's fields are moved out of the payload.
+pub fn into_projected(event: StoredEvent) -> ProjectedEvent {
+    let request_id = event.metadata_str("request_id").map(str::to_owned);
+    let data = match event.payload {
+        serde_json::Value::Object(mut tagged) if tagged.contains_key(&event.event_type) => {
+            tagged.remove(&event.event_type).unwrap_or_default()
+        }
+        other => other,
+    };
+    ProjectedEvent {
+        position: event.position,
+        txid: event.txid,
+        tenant_id: event.tenant_id,
+        aggregate_type: event.aggregate_type,
+        aggregate_id: event.aggregate_id,
+        sequence: event.sequence,
+        event_type: event.event_type,
+        data,
+        request_id,
         recorded_at: event.recorded_at,
     }
 }

@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use vulnledger_projections::{checkpoint, Projection, ProjectionCheckpoint};
 
-use crate::projector::{after, projected};
+use crate::projector::{after, into_projected};
 use crate::store::{Checkpoint, OrderedReader};
 
 /// Events per replay transaction.
-const BATCH: i64 = 5000;
+const BATCH: i64 = 10_000;
 
 /// Progress of a rebuild, reported after every batch.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +49,19 @@ pub async fn rebuild(
 ) -> anyhow::Result<Rebuilt> {
     let started = Instant::now();
     let shadow = format!("rebuild_{}", projection.name());
+    // Two rebuilds of one projection would share the shadow schema. The lock is the
+    // session's, on a connection of its own, and goes with it.
+    let mut guard = pool.acquire().await?.detach();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+        .bind(format!("rebuild:{}", projection.name()))
+        .fetch_one(&mut guard)
+        .await?;
+    if !locked {
+        anyhow::bail!(
+            "a rebuild of the projection {:?} is already running",
+            projection.name()
+        );
+    }
     let indexes = prepare_shadow(pool, projection.as_ref(), &shadow).await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(pool)
@@ -59,29 +72,70 @@ pub async fn rebuild(
         ..Default::default()
     };
     let reader = OrderedReader::new(pool.clone());
-    loop {
-        let batch = reader.read_batch(reader_checkpoint(&at), BATCH).await?;
-        let full = batch.len() as i64 == BATCH;
-        let events = batch.iter().map(projected).collect();
-        if let Some((fresh, next)) = after(&at, events) {
-            let mut tx = pool.begin().await?;
-            in_shadow(&mut tx, &shadow).await?;
-            projection.apply(&mut tx, &fresh).await?;
-            tx.commit().await?;
-            at = next;
-            progress(Progress {
-                events: at.events,
-                total,
-                elapsed: started.elapsed(),
-            });
+    // Reading the next batch overlaps folding this one.
+    let (batches, mut incoming) = tokio::sync::mpsc::channel(2);
+    let reading = tokio::spawn({
+        let reader = reader.clone();
+        async move {
+            let mut from = Checkpoint::START;
+            loop {
+                let batch = match reader.read_batch(from, BATCH).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let _ = batches.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let full = batch.len() as i64 == BATCH;
+                if let Some(last) = batch.last() {
+                    from = last.checkpoint();
+                }
+                let events: Vec<_> = batch.into_iter().map(into_projected).collect();
+                if batches.send(Ok(events)).await.is_err() || !full {
+                    return;
+                }
+            }
         }
-        if !full {
-            break;
+    });
+    // One connection for the whole replay, its search_path on the shadow schema; it
+    // is closed afterwards rather than handed back to the pool with that setting.
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query(&format!("SET search_path TO {shadow}, public"))
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("SET synchronous_commit TO off")
+        .execute(&mut conn)
+        .await?;
+    let mut replay = projection.replay();
+    while let Some(batch) = incoming.recv().await {
+        let Some((fresh, next)) = after(&at, batch?) else {
+            continue;
+        };
+        // A crash loses nothing durable here: an interrupted rebuild starts over.
+        let mut tx = conn.begin().await?;
+        match &mut replay {
+            Some(replay) => replay.feed(&mut tx, &fresh).await?,
+            None => projection.apply(&mut tx, &fresh).await?,
         }
+        tx.commit().await?;
+        at = next;
+        progress(Progress {
+            events: at.events,
+            total,
+            elapsed: started.elapsed(),
+        });
     }
-    for index in &indexes {
-        sqlx::query(index).execute(pool).await?;
+    reading.await?;
+    if let Some(replay) = &mut replay {
+        let mut tx = conn.begin().await?;
+        replay.finish(&mut tx).await?;
+        tx.commit().await?;
     }
+    build_indexes(pool, &indexes).await?;
+    sqlx::query(&format!("ANALYZE {}", projection.tables().join(", ")))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
 
     let mut tx = pool.begin().await?;
     // Live batches take this lock too: from here on, nothing else writes.
@@ -97,7 +151,8 @@ pub async fn rebuild(
     in_shadow(&mut tx, &shadow).await?;
     loop {
         let batch = reader.read_batch(reader_checkpoint(&at), BATCH).await?;
-        let Some((fresh, next)) = after(&at, batch.iter().map(projected).collect()) else {
+        let Some((fresh, next)) = after(&at, batch.into_iter().map(into_projected).collect())
+        else {
             break;
         };
         projection.apply(&mut tx, &fresh).await?;
@@ -119,6 +174,7 @@ pub async fn rebuild(
         .await?;
     checkpoint::save(&mut tx, projection.name(), &at).await?;
     tx.commit().await?;
+    guard.close().await?;
     progress(Progress {
         events: at.events,
         total,
@@ -128,6 +184,28 @@ pub async fn rebuild(
         checkpoint: at,
         elapsed: started.elapsed(),
     })
+}
+
+/// Builds the shadow's secondary indexes, each in one pass (cheaper than maintaining
+/// them row by row during the replay): GIN indexes, the slow ones, on one connection
+/// and the B-trees beside them on another.
+async fn build_indexes(pool: &PgPool, indexes: &[String]) -> anyhow::Result<()> {
+    let (gin, btree): (Vec<&String>, Vec<&String>) =
+        indexes.iter().partition(|sql| sql.contains(" USING gin "));
+    async fn build(pool: &PgPool, statements: Vec<&String>) -> anyhow::Result<()> {
+        let mut conn = pool.acquire().await?.detach();
+        // Enough for the trigram index of a million rows to build without spilling.
+        sqlx::query("SET maintenance_work_mem TO '256MB'")
+            .execute(&mut conn)
+            .await?;
+        for sql in statements {
+            sqlx::query(sql).execute(&mut conn).await?;
+        }
+        conn.close().await?;
+        Ok(())
+    }
+    tokio::try_join!(build(pool, gin), build(pool, btree))?;
+    Ok(())
 }
 
 fn reader_checkpoint(at: &ProjectionCheckpoint) -> Checkpoint {

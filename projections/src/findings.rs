@@ -25,7 +25,7 @@ use vulnledger_aggregates::{
     SlaPolicy, SlaPolicyChanged,
 };
 
-use crate::{ProjectedEvent, Projection, ProjectionError};
+use crate::{ProjectedEvent, Projection, ProjectionError, Replay};
 
 mod write;
 
@@ -61,18 +61,49 @@ impl Projection for FindingsProjection {
         conn: &mut PgConnection,
         events: &[ProjectedEvent],
     ) -> Result<(), ProjectionError> {
-        // A policy change rewrites deadlines of rows already written, so the events
-        // before it are written first and the ones after it see the new policy.
-        let mut start = 0;
-        for (i, event) in events.iter().enumerate() {
-            if event.aggregate_type == "settings" && event.event_type == "SlaPolicyChanged" {
-                apply_findings(conn, &events[start..i]).await?;
-                let changed: SlaPolicyChanged = event.decode()?;
-                write::change_policy(conn, event.tenant_id, &changed.policy).await?;
-                start = i + 1;
-            }
+        let mut fold = Fold::default();
+        fold.feed(conn, events).await?;
+        fold.flush(conn).await
+    }
+
+    fn replay(&self) -> Option<Box<dyn Replay>> {
+        Some(Box::new(FindingsReplay(Fold::replay())))
+    }
+}
+
+/// A replay that writes out and forgets its rows whenever it holds `max_rows`: what
+/// a rebuild of a history too large for memory does, at a size a test can reach.
+pub fn replay_holding(max_rows: usize) -> Box<dyn Replay> {
+    Box::new(FindingsReplay(Fold {
+        max_rows,
+        ..Fold::replay()
+    }))
+}
+
+/// A rebuild's fold: one over the whole history, flushed when it holds too much.
+struct FindingsReplay(Fold);
+
+#[async_trait::async_trait]
+impl Replay for FindingsReplay {
+    async fn feed(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[ProjectedEvent],
+    ) -> Result<(), ProjectionError> {
+        self.0.feed(conn, events).await?;
+        if self.0.rows.len() >= self.0.max_rows {
+            self.0.flush(conn).await?;
+        } else if self.0.deltas.sightings.len() >= REPLAY_MAX_SIGHTINGS {
+            // Sightings never change once written: they go out alone, and the rows
+            // stay held, to be written once.
+            let sightings = std::mem::take(&mut self.0.deltas.sightings);
+            write::sightings(conn, &sightings).await?;
         }
-        apply_findings(conn, &events[start..]).await
+        Ok(())
+    }
+
+    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        self.0.flush(conn).await
     }
 }
 
@@ -209,91 +240,210 @@ impl Deltas {
     }
 }
 
-/// Applies finding and scan events (no policy change among them).
-async fn apply_findings(
-    conn: &mut PgConnection,
-    events: &[ProjectedEvent],
-) -> Result<(), ProjectionError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut ids = Vec::new();
-    let mut detecting_tenants = HashSet::new();
-    for event in events {
-        match (event.aggregate_type.as_str(), event.event_type.as_str()) {
-            ("finding", kind) => {
-                ids.extend(parse_id(event));
-                if kind == "FindingDetected" {
-                    detecting_tenants.insert(event.tenant_id);
-                }
-            }
-            ("scan", "FindingsObserved") => {
-                ids.extend(event.decode::<FindingsObserved>()?.finding_ids);
-            }
-            _ => {}
+/// Rows held in memory by a replay before they are written out and dropped.
+const REPLAY_MAX_ROWS: usize = 1_000_000;
+/// Sightings held by a replay before they are written out.
+const REPLAY_MAX_SIGHTINGS: usize = 1_000_000;
+
+/// The fold of a run of events over finding rows, written out by [`Fold::flush`].
+///
+/// A live batch is one fold and one flush. A replay (rebuild) keeps one fold over
+/// many batches and flushes only when it holds too much: a finding detected, seen by
+/// four scans and resolved is then written once instead of six times, and rows are
+/// not read back from the tables they were just written to.
+pub(crate) struct Fold {
+    rows: HashMap<Uuid, Row>,
+    /// What each row held in memory contributes to the counters as stored in the
+    /// tables; absent for rows the tables do not hold yet.
+    stored: HashMap<Uuid, Contribution>,
+    /// Rows changed since the last flush.
+    touched: HashSet<Uuid>,
+    /// Transitions and sightings since the last flush (counts are computed at flush
+    /// time from `stored` and the rows).
+    deltas: Deltas,
+    policies: HashMap<Uuid, SlaPolicy>,
+    /// For a replay into tables only it writes, starting empty: the rows it wrote
+    /// out and no longer holds, the only ones worth looking up. `None` for a live
+    /// batch, where the tables may hold any row.
+    dropped: Option<HashSet<Uuid>>,
+    /// Rows held before a replay writes them out and forgets them.
+    max_rows: usize,
+}
+
+impl Default for Fold {
+    fn default() -> Self {
+        Self {
+            rows: HashMap::new(),
+            stored: HashMap::new(),
+            touched: HashSet::new(),
+            deltas: Deltas::default(),
+            policies: HashMap::new(),
+            dropped: None,
+            max_rows: REPLAY_MAX_ROWS,
         }
     }
-    let mut rows: HashMap<Uuid, Row> = write::load_rows(conn, &ids)
-        .await?
-        .into_iter()
-        .map(|row| (row.id, row))
-        .collect();
-    let before: HashMap<Uuid, Contribution> = rows
-        .iter()
-        .map(|(id, row)| (*id, row.contribution()))
-        .collect();
-    let policies = write::load_policies(conn, &detecting_tenants).await?;
+}
 
-    let mut deltas = Deltas::default();
-    let mut touched: HashSet<Uuid> = HashSet::new();
-    for event in events {
-        match event.aggregate_type.as_str() {
-            "finding" => {
-                let Some(id) = parse_id(event) else { continue };
-                if rows.get(&id).is_some_and(|r| r.version >= event.sequence) {
-                    continue;
-                }
-                let policy = policies.get(&event.tenant_id).copied().unwrap_or_default();
-                if apply_finding_event(&mut rows, &mut deltas, id, event, &policy)? {
-                    touched.insert(id);
-                }
+impl Fold {
+    /// A fold for a replay into empty tables that nothing else writes.
+    pub(crate) fn replay() -> Self {
+        Self {
+            dropped: Some(HashSet::new()),
+            ..Self::default()
+        }
+    }
+
+    fn may_be_stored(&self, id: &Uuid) -> bool {
+        !self.rows.contains_key(id) && self.dropped.as_ref().is_none_or(|d| d.contains(id))
+    }
+
+    /// Forgets the held rows (the tables have them all after a flush).
+    fn drop_rows(&mut self) {
+        if let Some(dropped) = &mut self.dropped {
+            dropped.extend(self.rows.keys().copied());
+        }
+        self.rows.clear();
+        self.stored.clear();
+    }
+
+    /// Applies `events` (commit order) to the rows, loading those not held yet.
+    pub(crate) async fn feed(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[ProjectedEvent],
+    ) -> Result<(), ProjectionError> {
+        // A policy change rewrites deadlines of rows already written, so what comes
+        // before it is written first, and what comes after sees the new policy.
+        let mut start = 0;
+        for (i, event) in events.iter().enumerate() {
+            if event.aggregate_type == "settings" && event.event_type == "SlaPolicyChanged" {
+                self.apply(conn, &events[start..i]).await?;
+                let changed: SlaPolicyChanged = event.decode()?;
+                self.flush(conn).await?;
+                write::change_policy(conn, event.tenant_id, &changed.policy).await?;
+                // Held rows have stale deadlines now; the tables have the right ones.
+                self.drop_rows();
+                self.policies.insert(event.tenant_id, changed.policy);
+                start = i + 1;
             }
-            "scan" if event.event_type == "FindingsObserved" => {
-                let observed: FindingsObserved = event.decode()?;
-                let scan_id = parse_id(event);
-                for id in observed.finding_ids {
-                    if let Some(scan_id) = scan_id {
-                        deltas.sightings.insert((event.tenant_id, scan_id, id));
+        }
+        self.apply(conn, &events[start..]).await
+    }
+
+    /// Applies finding and scan events (no policy change among them).
+    async fn apply(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[ProjectedEvent],
+    ) -> Result<(), ProjectionError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let mut detecting_tenants = HashSet::new();
+        for event in events {
+            match (event.aggregate_type.as_str(), event.event_type.as_str()) {
+                ("finding", kind) => {
+                    if kind == "FindingDetected" && !self.policies.contains_key(&event.tenant_id) {
+                        detecting_tenants.insert(event.tenant_id);
                     }
-                    if let Some(row) = rows.get_mut(&id) {
-                        if observed.at > row.last_seen {
-                            row.last_seen = observed.at;
-                            touched.insert(id);
+                    missing.extend(parse_id(event));
+                }
+                ("scan", "FindingsObserved") => {
+                    missing.extend(event.decode::<FindingsObserved>()?.finding_ids);
+                }
+                _ => {}
+            }
+        }
+        // A detected finding is normally new, but the tables are asked anyway (a
+        // batch delivered again finds its rows there, and the version check below
+        // skips it), unless this is a replay that knows what they hold.
+        missing.retain(|id| self.may_be_stored(id));
+        missing.sort_unstable();
+        missing.dedup();
+        for row in write::load_rows(conn, &missing).await? {
+            self.stored.insert(row.id, row.contribution());
+            self.rows.insert(row.id, row);
+        }
+        for (tenant, policy) in write::load_policies(conn, &detecting_tenants).await? {
+            self.policies.insert(tenant, policy);
+        }
+        for tenant in detecting_tenants {
+            self.policies.entry(tenant).or_default();
+        }
+
+        for event in events {
+            match event.aggregate_type.as_str() {
+                "finding" => {
+                    let Some(id) = parse_id(event) else { continue };
+                    if self
+                        .rows
+                        .get(&id)
+                        .is_some_and(|r| r.version >= event.sequence)
+                    {
+                        continue;
+                    }
+                    let policy = self
+                        .policies
+                        .get(&event.tenant_id)
+                        .copied()
+                        .unwrap_or_default();
+                    if apply_finding_event(&mut self.rows, &mut self.deltas, id, event, &policy)? {
+                        self.touched.insert(id);
+                    }
+                }
+                "scan" if event.event_type == "FindingsObserved" => {
+                    let observed: FindingsObserved = event.decode()?;
+                    let scan_id = parse_id(event);
+                    for id in observed.finding_ids {
+                        if let Some(scan_id) = scan_id {
+                            self.deltas.sightings.insert((event.tenant_id, scan_id, id));
+                        }
+                        if let Some(row) = self.rows.get_mut(&id) {
+                            if observed.at > row.last_seen {
+                                row.last_seen = observed.at;
+                                self.touched.insert(id);
+                            }
                         }
                     }
                 }
+                _ => {}
             }
-            _ => {}
         }
+        Ok(())
     }
 
-    let mut changed = Vec::with_capacity(touched.len());
-    for id in &touched {
-        let row = &rows[id];
-        if let Some(old) = before.get(id) {
-            deltas.add(old, -1);
+    /// Writes the changed rows and the counters' differences; drops the held rows
+    /// when there are too many to keep.
+    pub(crate) async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        let mut deltas = std::mem::take(&mut self.deltas);
+        let mut changed = Vec::with_capacity(self.touched.len());
+        for id in &self.touched {
+            let row = &self.rows[id];
+            if let Some(old) = self.stored.get(id) {
+                deltas.add(old, -1);
+            }
+            deltas.add(&row.contribution(), 1);
+            let last_seen = deltas
+                .assets
+                .entry((row.tenant_id, row.asset.clone()))
+                .or_insert(row.last_seen);
+            *last_seen = (*last_seen).max(row.last_seen);
+            changed.push(row);
         }
-        deltas.add(&row.contribution(), 1);
-        let last_seen = deltas
-            .assets
-            .entry((row.tenant_id, row.asset.clone()))
-            .or_insert(row.last_seen);
-        *last_seen = (*last_seen).max(row.last_seen);
-        changed.push(row);
+        write::rows(conn, &changed).await?;
+        write::deltas(conn, &deltas).await?;
+        if self.rows.len() >= self.max_rows {
+            self.touched.clear();
+            self.drop_rows();
+        } else {
+            for id in self.touched.drain() {
+                self.stored.insert(id, self.rows[&id].contribution());
+            }
+        }
+        self.touched.clear();
+        Ok(())
     }
-    write::rows(conn, &changed).await?;
-    write::deltas(conn, &deltas).await?;
-    Ok(())
 }
 
 fn parse_id(event: &ProjectedEvent) -> Option<Uuid> {

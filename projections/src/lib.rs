@@ -87,6 +87,29 @@ pub trait Projection: Send + Sync {
         conn: &mut PgConnection,
         events: &[ProjectedEvent],
     ) -> Result<(), ProjectionError>;
+
+    /// A replay of the whole history into empty tables that nothing else writes (a
+    /// rebuild), which may hold state across batches; `None` replays with
+    /// [`apply`](Self::apply), batch by batch.
+    fn replay(&self) -> Option<Box<dyn Replay>> {
+        None
+    }
+}
+
+/// A projection replaying history in bulk: what it is fed and finally writes must
+/// equal what [`Projection::apply`] would have written for the same events.
+#[async_trait::async_trait]
+pub trait Replay: Send {
+    /// Folds `events` (commit order, following the previous ones); may write part of
+    /// what it holds.
+    async fn feed(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[ProjectedEvent],
+    ) -> Result<(), ProjectionError>;
+
+    /// Writes everything it still holds.
+    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError>;
 }
 
 /// Every projection the product runs.

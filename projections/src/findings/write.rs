@@ -63,34 +63,83 @@ pub(super) async fn load_policies(
     Ok(policies)
 }
 
+/// Rows per statement: a bound on the size of one message, not a tuning knob.
+const ROWS_PER_STATEMENT: usize = 10_000;
+
+/// Rows travel as one array per column (binary, no JSON to parse): tags, an array
+/// per row, as the text of a PostgreSQL array literal.
 pub(super) async fn rows(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), ProjectionError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
     let sql = format!(
         "INSERT INTO finding_view ({ROW_COLUMNS}, severity_rank, search) \
-         SELECT {ROW_COLUMNS}, {RANK_SQL}, \
+         SELECT id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
+                installed_version, fixed_version, location, status, first_seen, last_seen, \
+                resolved_at, due_at, risk_acceptance, tags::text[], version, {RANK_SQL}, \
                 lower(concat_ws(' ', title, cve, asset, package)) \
-         FROM (SELECT id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
-                      installed_version, fixed_version, location, status, first_seen, \
-                      last_seen, resolved_at, due_at, risk_acceptance, \
-                      ARRAY(SELECT jsonb_array_elements_text(tags)) AS tags, version \
-               FROM jsonb_to_recordset($1) AS r(id uuid, tenant_id uuid, title text, \
-                    severity text, cvss float8, cve text, rule_id text, asset text, scanner text, \
-                    package text, installed_version text, fixed_version text, location text, \
-                    status text, first_seen timestamptz, last_seen timestamptz, \
-                    resolved_at timestamptz, due_at timestamptz, risk_acceptance jsonb, \
-                    tags jsonb, version bigint)) AS r \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $6::text[], \
+                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+                     $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[], \
+                     $17::timestamptz[], $18::timestamptz[], $19::jsonb[], $20::text[], \
+                     $21::int8[]) \
+              AS r(id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
+                   installed_version, fixed_version, location, status, first_seen, last_seen, \
+                   resolved_at, due_at, risk_acceptance, tags, version) \
          ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
              last_seen = EXCLUDED.last_seen, resolved_at = EXCLUDED.resolved_at, \
              due_at = EXCLUDED.due_at, risk_acceptance = EXCLUDED.risk_acceptance, \
              version = EXCLUDED.version"
     );
-    sqlx::query(&sql)
-        .bind(serde_json::to_value(rows).expect("rows serialize"))
-        .execute(&mut *conn)
-        .await?;
+    let mut rows = rows.to_vec();
+    rows.sort_unstable_by_key(|r| r.id);
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        fn column<'r, T>(rows: &[&'r Row], f: impl Fn(&'r Row) -> T) -> Vec<T> {
+            rows.iter().map(|r| f(r)).collect()
+        }
+        sqlx::query(&sql)
+            .bind(column(chunk, |r| r.id))
+            .bind(column(chunk, |r| r.tenant_id))
+            .bind(column(chunk, |r| r.title.as_str()))
+            .bind(column(chunk, |r| r.severity.as_str()))
+            .bind(column(chunk, |r| r.cvss))
+            .bind(column(chunk, |r| r.cve.as_deref()))
+            .bind(column(chunk, |r| r.rule_id.as_deref()))
+            .bind(column(chunk, |r| r.asset.as_str()))
+            .bind(column(chunk, |r| r.scanner.as_str()))
+            .bind(column(chunk, |r| r.package.as_deref()))
+            .bind(column(chunk, |r| r.installed_version.as_deref()))
+            .bind(column(chunk, |r| r.fixed_version.as_deref()))
+            .bind(column(chunk, |r| r.location.as_deref()))
+            .bind(column(chunk, |r| r.status.as_str()))
+            .bind(column(chunk, |r| r.first_seen))
+            .bind(column(chunk, |r| r.last_seen))
+            .bind(column(chunk, |r| r.resolved_at))
+            .bind(column(chunk, |r| r.due_at))
+            .bind(column(chunk, |r| r.risk_acceptance.as_ref()))
+            .bind(column(chunk, |r| array_literal(&r.tags)))
+            .bind(column(chunk, |r| r.version))
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
+}
+
+/// `{"a","b\"c"}`: a text[] literal that PostgreSQL parses back to the same strings.
+fn array_literal(items: &[String]) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in item.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
 }
 
 pub(super) async fn deltas(conn: &mut PgConnection, d: &Deltas) -> Result<(), ProjectionError> {
@@ -190,23 +239,31 @@ pub(super) async fn deltas(conn: &mut PgConnection, d: &Deltas) -> Result<(), Pr
         .execute(&mut *conn)
         .await?;
     }
-    if !d.sightings.is_empty() {
-        let sightings: Vec<Value> = d
-            .sightings
-            .iter()
-            .map(|(tenant, scan, finding)| json!([tenant, scan, finding]))
-            .collect();
-        sqlx::query(
-            "INSERT INTO finding_scans (tenant_id, scan_id, finding_id) \
-             SELECT (s->>0)::uuid, (s->>1)::uuid, (s->>2)::uuid \
-             FROM jsonb_array_elements($1) AS s ON CONFLICT DO NOTHING",
-        )
-        .bind(Value::Array(sightings))
-        .execute(&mut *conn)
-        .await?;
-    }
+    sightings(conn, &d.sightings).await?;
     if !d.assets.is_empty() {
         refresh_assets(conn, &d.assets).await?;
+    }
+    Ok(())
+}
+
+/// (tenant, scan, finding): which scans saw which findings.
+pub(super) async fn sightings(
+    conn: &mut PgConnection,
+    sightings: &HashSet<(Uuid, Uuid, Uuid)>,
+) -> Result<(), ProjectionError> {
+    // In key order, so the index is filled page by page rather than at random.
+    let mut sightings: Vec<&(Uuid, Uuid, Uuid)> = sightings.iter().collect();
+    sightings.sort_unstable_by_key(|(_, scan, finding)| (*scan, *finding));
+    for chunk in sightings.chunks(ROWS_PER_STATEMENT * 5) {
+        sqlx::query(
+            "INSERT INTO finding_scans (tenant_id, scan_id, finding_id) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(chunk.iter().map(|s| s.0).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|s| s.1).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|s| s.2).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
