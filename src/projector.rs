@@ -109,7 +109,21 @@ impl Consumer for ProjectionConsumer {
     async fn start(&self, pool: &PgPool) -> anyhow::Result<ProjectionCheckpoint> {
         let projection = &self.0;
         match checkpoint::load(pool, projection.name()).await? {
-            Some(at) if at.version == projection.version() => Ok(at),
+            Some(at) if at.version == projection.version() => {
+                if !far_behind(pool, &at).await? {
+                    return Ok(at);
+                }
+                // Most of the history is unapplied (a new projection, a restored
+                // store): a bulk replay into fresh tables is several times faster
+                // than batches, and the API keeps serving the rows it has meanwhile.
+                tracing::info!(
+                    projection = projection.name(),
+                    "projection far behind the store; rebuilding it instead of catching up"
+                );
+                Ok(crate::rebuild::rebuild(pool, projection.clone(), |_| {})
+                    .await?
+                    .checkpoint)
+            }
             Some(stale) => {
                 tracing::warn!(
                     projection = projection.name(),
@@ -127,7 +141,15 @@ impl Consumer for ProjectionConsumer {
                 );
                 Ok(rebuilt.checkpoint)
             }
-            None => reset(pool, projection.as_ref()).await,
+            None => {
+                let at = reset(pool, projection.as_ref()).await?;
+                if !far_behind(pool, &at).await? {
+                    return Ok(at);
+                }
+                Ok(crate::rebuild::rebuild(pool, projection.clone(), |_| {})
+                    .await?
+                    .checkpoint)
+            }
         }
     }
 
@@ -154,6 +176,25 @@ impl Consumer for ProjectionConsumer {
         tx.commit().await?;
         Ok(next)
     }
+}
+
+/// Events behind past which a starting worker rebuilds rather than catches up.
+const REBUILD_BACKLOG: i64 = 100_000;
+
+/// Whether more events wait than `REBUILD_BACKLOG` and than have been applied (the
+/// count stops there, so asking is cheap whatever the store's size).
+async fn far_behind(pool: &PgPool, at: &ProjectionCheckpoint) -> anyhow::Result<bool> {
+    let limit = REBUILD_BACKLOG.max(at.events) + 1;
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM events \
+           WHERE (txid, position) > ($1::bigint::text::xid8, $2) LIMIT $3) AS w",
+    )
+    .bind(at.txid)
+    .bind(at.position)
+    .bind(limit)
+    .fetch_one(pool)
+    .await?;
+    Ok(waiting == limit)
 }
 
 /// Starts a worker per projection, plus `extra` consumers (process managers), until
