@@ -158,6 +158,10 @@ pub async fn middleware(
             request.extensions_mut().insert(Authentication(outcome));
             next.run(request).await
         }
+        Err(sqlx::Error::PoolTimedOut) => {
+            tracing::warn!("request shed: no database connection free to check its credentials");
+            Problem::overloaded().into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "credential lookup failed");
             Problem::internal().into_response()

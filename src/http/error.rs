@@ -110,6 +110,10 @@ impl IntoResponse for Error {
                 HeaderValue::from_str(&format!("\"{current}\"")).expect("digits are header-safe"),
             ),
             Error::TooLarge => super::limits::too_large(),
+            Error::Internal(e) if e.chain().any(is_pool_timeout) => {
+                tracing::warn!(error = %e, "request shed: no database connection free");
+                Problem::overloaded()
+            }
             Error::Internal(e) => {
                 tracing::error!(error = ?e, "request failed");
                 Problem::internal()
@@ -117,6 +121,17 @@ impl IntoResponse for Error {
         }
         .into_response()
     }
+}
+
+/// Whether `e` is the pool giving up on a free connection: overload, not a fault.
+pub fn is_pool_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<sqlx::Error>(),
+        Some(sqlx::Error::PoolTimedOut)
+    ) || matches!(
+        e.downcast_ref::<StoreError>(),
+        Some(StoreError::Database(sqlx::Error::PoolTimedOut))
+    )
 }
 
 impl From<DomainError> for Error {
@@ -174,5 +189,38 @@ impl From<IdentityError> for Error {
             }
             IdentityError::Hashing(_) | IdentityError::Database(_) => Error::Internal(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(e: Error) -> Response {
+        e.into_response()
+    }
+
+    #[test]
+    fn a_pool_timeout_is_shed_as_a_503_with_retry_after_however_it_is_wrapped() {
+        let wrapped: Vec<Error> = vec![
+            sqlx::Error::PoolTimedOut.into(),
+            StoreError::Database(sqlx::Error::PoolTimedOut).into(),
+            Error::Internal(
+                anyhow::Error::new(StoreError::Database(sqlx::Error::PoolTimedOut))
+                    .context("loading the finding"),
+            ),
+        ];
+        for e in wrapped {
+            let response = answer(e);
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+    }
+
+    #[test]
+    fn other_infrastructure_failures_stay_a_500() {
+        let response = answer(sqlx::Error::PoolClosed.into());
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
     }
 }

@@ -69,6 +69,21 @@ impl Problem {
     }
 
     /// For failures that are ours, not the client's: the cause is logged, never sent.
+    /// Every database connection is busy: the request was not run, and can be sent
+    /// again as it is.
+    pub fn overloaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Service Unavailable",
+        )
+        .detail("the server is at capacity and did not run this request; retry after the time in Retry-After")
+        .header(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
