@@ -110,8 +110,14 @@ pub async fn load_checkpoint(pool: &PgPool, name: &str) -> Result<Checkpoint, sq
 }
 
 pub async fn save_checkpoint(pool: &PgPool, name: &str, at: Checkpoint) -> Result<(), sqlx::Error> {
+    // A checkpoint lost in a crash only means some events are handled again, which
+    // every process here tolerates (the relay's messages are deduplicated by id), so
+    // its commit does not wait for the WAL flush: `set_config(..., true)` lasts for
+    // this statement's own transaction.
     sqlx::query(
-        "INSERT INTO process_checkpoints (name, txid, position) VALUES ($1, $2, $3) \
+        "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)) \
+         INSERT INTO process_checkpoints (name, txid, position) \
+         SELECT $1, $2, $3 FROM relaxed \
          ON CONFLICT (name) DO UPDATE SET txid = $2, position = $3, updated_at = now()",
     )
     .bind(name)

@@ -162,6 +162,11 @@ impl Consumer for ProjectionConsumer {
         events: Vec<ProjectedEvent>,
     ) -> anyhow::Result<ProjectionCheckpoint> {
         let mut tx = pool.begin().await?;
+        // Not waiting for the WAL flush is safe here: a batch lost in a crash is lost
+        // together with its checkpoint and applied again from the durable events.
+        sqlx::query("SET LOCAL synchronous_commit TO off")
+            .execute(&mut *tx)
+            .await?;
         let stored = checkpoint::lock(&mut tx, self.0.name()).await?;
         let at = stored.unwrap_or(*at);
         let Some((fresh, next)) = after(&at, events) else {
