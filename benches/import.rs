@@ -28,6 +28,8 @@
 //! figure 3 is printed with its error and the time it took until then, and makes the
 //! benchmark exit non-zero after the other steps ran.
 
+mod common;
+
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,7 +37,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use chrono::Utc;
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
@@ -45,6 +47,8 @@ use vulnledger::config::Config;
 use vulnledger::importers::{self, ParsedReport, ReportFormat};
 use vulnledger::store::{EventStore, StoredEvent};
 use vulnledger_aggregates::{FindingCounts, Role, Scan, ScanCommand};
+
+use common::{print_machine, Scratch};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -98,63 +102,27 @@ fn main() -> ExitCode {
 
 // ------------------------------------------------------------------ database ---------
 
-fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// The server URL with its database name replaced (query string kept).
-fn database_url_for(server: &str, database: &str) -> String {
-    let (without_query, query) = match server.split_once('?') {
-        Some((url, q)) => (url, format!("?{q}")),
-        None => (server, String::new()),
-    };
-    let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
-    let base = match without_query[scheme_end..].find('/') {
-        Some(slash) => &without_query[..scheme_end + slash],
-        None => without_query,
-    };
-    format!("{base}/{database}{query}")
-}
-
 async fn run_in_throwaway_database(plan: Plan) -> ExitCode {
-    let server = server_url();
-    let name = format!("vulnledger_bench_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&server)
-        .await
-        .expect("TEST_DATABASE_URL must reach a PostgreSQL server (run scripts/services.sh)");
-    sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
-        .execute(&mut admin)
-        .await
-        .expect("create the benchmark database");
-    let url = database_url_for(&server, &name);
-    println!("database: {name} (dropped at the end)");
-
-    // A task, so that a panic (a wrong count) still drops the database below.
-    let outcome = tokio::spawn(run(plan, url)).await;
-
-    let dropped = sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
-        .execute(&mut admin)
-        .await;
-    if let Err(e) = dropped {
-        eprintln!("could not drop {name}: {e}");
-    }
-    match outcome {
-        Ok(Ok(0)) => ExitCode::SUCCESS,
-        Ok(Ok(failures)) => {
-            println!("\n{failures} step(s) FAILED (see above)");
-            ExitCode::FAILURE
+    let scratch = match Scratch::open(None, false).await {
+        Ok(scratch) => scratch,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
         }
-        Ok(Err(e)) => {
-            eprintln!("benchmark failed: {e:#}");
-            ExitCode::FAILURE
-        }
-        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-        Err(join) => {
-            eprintln!("benchmark task ended: {join}");
-            ExitCode::FAILURE
-        }
-    }
+    };
+    // A task, so that a panic (a wrong count) still drops the database.
+    let outcome = tokio::spawn(run(plan, scratch.url.clone())).await;
+    let outcome = outcome.map(|r| {
+        r.map(|failures| {
+            if failures == 0 {
+                ExitCode::SUCCESS
+            } else {
+                println!("\n{failures} step(s) FAILED (see above)");
+                ExitCode::FAILURE
+            }
+        })
+    });
+    scratch.finish(outcome).await
 }
 
 // ------------------------------------------------------------------ the run ----------
@@ -234,38 +202,6 @@ fn bench_config(database_url: &str) -> Config {
         run_workers: true,
         risk_expiry_sweep: Duration::from_secs(60),
     }
-}
-
-async fn print_machine(pool: &PgPool) -> anyhow::Result<()> {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_kib = status_field(&meminfo, "MemTotal").unwrap_or(0);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let version: String = sqlx::query_scalar("SELECT version()")
-        .fetch_one(pool)
-        .await?;
-    let shared_buffers: String = sqlx::query_scalar("SHOW shared_buffers")
-        .fetch_one(pool)
-        .await?;
-    let sync_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
-        .fetch_one(pool)
-        .await?;
-    println!(
-        "machine: {cores} cores ({cpu}), {:.1} GiB memory",
-        mem_kib as f64 / 1024.0 / 1024.0
-    );
-    println!("postgres: {version}");
-    println!(
-        "postgres settings: shared_buffers={shared_buffers}, synchronous_commit={sync_commit}"
-    );
-    Ok(())
 }
 
 // ------------------------------------------------------------------ HTTP client ------
