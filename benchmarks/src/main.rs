@@ -6,6 +6,7 @@
 //! vulnledger-bench --smoke         # seconds: every store and mode, tiny counts
 //! vulnledger-bench --seconds 5     # full run, 5 s per store and mode
 //! vulnledger-bench --markdown F    # also write the docs section (table, machine) to F
+//! vulnledger-bench --only ours --mode 32x100 --no-diagnostics   # one cell, for profiling
 //! ```
 //!
 //! Stores: ours (`vulnledger::store::EventStore::append`, as commands append),
@@ -93,6 +94,10 @@ pub struct Plan {
     warmup: usize,
     stop: Stop,
     pub markdown: Option<String>,
+    /// Stores and modes to run (all unless `--only` / `--mode` narrow them, for profiling).
+    peers: Vec<Peer>,
+    modes: Vec<Mode>,
+    diagnostics: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -111,7 +116,11 @@ impl Plan {
             warmup: 3,
             stop: Stop::After(Duration::from_secs(10)),
             markdown: None,
+            peers: Peer::ALL.to_vec(),
+            modes: Mode::ALL.to_vec(),
+            diagnostics: true,
         };
+        let mut narrowed = false;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -131,9 +140,42 @@ impl Plan {
                 "--markdown" => {
                     plan.markdown = Some(args.next().context("--markdown needs a path")?)
                 }
+                "--only" => {
+                    let names = args.next().context("--only needs store names")?;
+                    plan.peers = names
+                        .split(',')
+                        .map(|n| {
+                            Peer::ALL
+                                .into_iter()
+                                .find(|p| p.name() == n)
+                                .with_context(|| format!("no store named {n:?}"))
+                        })
+                        .collect::<anyhow::Result<_>>()?;
+                    narrowed = true;
+                }
+                "--mode" => {
+                    let modes = args.next().context("--mode needs WRITERSxBATCH")?;
+                    plan.modes = modes
+                        .split(',')
+                        .map(|m| {
+                            Mode::ALL
+                                .into_iter()
+                                .find(|mode| format!("{}x{}", mode.writers, mode.batch) == m)
+                                .with_context(|| {
+                                    format!("no mode {m:?} (1x1, 32x1, 1x100, 32x100)")
+                                })
+                        })
+                        .collect::<anyhow::Result<_>>()?;
+                    narrowed = true;
+                }
+                "--no-diagnostics" => {
+                    plan.diagnostics = false;
+                    narrowed = true;
+                }
                 "-h" | "--help" => {
                     println!(
                         "usage: vulnledger-bench [--smoke] [--seconds N] [--markdown FILE]\n\
+                         \x20      [--only ours,postgres-es,esrs,disintegrate] [--mode 1x1,32x1,1x100,32x100] [--no-diagnostics]\n\
                          Event-store append: ours vs postgres-es, esrs, disintegrate (TEST_DATABASE_URL)."
                     );
                     std::process::exit(0);
@@ -143,6 +185,9 @@ impl Plan {
         }
         if plan.smoke && plan.markdown.is_some() {
             bail!("--smoke figures are not worth writing down: --markdown is for full runs");
+        }
+        if narrowed && plan.markdown.is_some() {
+            bail!("--markdown writes the whole table: it cannot be combined with --only, --mode or --no-diagnostics");
         }
         Ok(plan)
     }
@@ -299,7 +344,7 @@ async fn run_peer(
         Ok(s) => s,
         Err(e) => {
             let e = format!("{e:#}");
-            return Mode::ALL.iter().map(|m| (*m, Err(e.clone()))).collect();
+            return plan.modes.iter().map(|m| (*m, Err(e.clone()))).collect();
         }
     };
     let results = run_peer_in(peer, plan, fixture, &scratch).await;
@@ -325,11 +370,11 @@ async fn run_peer_in(
         Err(e) => {
             let e = format!("setup failed: {e:#}");
             eprintln!("{:>13}: {e}", peer.name());
-            return Mode::ALL.iter().map(|m| (*m, Err(e.clone()))).collect();
+            return plan.modes.iter().map(|m| (*m, Err(e.clone()))).collect();
         }
     };
     let mut results = Vec::new();
-    for mode in Mode::ALL {
+    for mode in plan.modes.iter().copied() {
         let result = measure(&store, mode, plan)
             .await
             .map_err(|e| format!("{e:#}"));
@@ -379,10 +424,14 @@ async fn run(plan: Plan) -> anyhow::Result<bool> {
     println!("{}\n", plan.describe());
     let started = chrono::Utc::now();
     let mut table = Vec::new();
-    for peer in Peer::ALL {
+    for peer in plan.peers.iter().copied() {
         table.push((peer, run_peer(peer, &plan, fixture.clone()).await));
     }
-    let diagnostics = diagnostics::run(&plan, fixture.clone()).await;
+    let diagnostics = if plan.diagnostics {
+        diagnostics::run(&plan, fixture.clone()).await
+    } else {
+        Vec::new()
+    };
     let report = report::Report {
         plan: &plan,
         machine: &machine,
