@@ -1,6 +1,6 @@
 //! Measurements that say what limits the figures, run after the stores: how many
-//! commits per second the server can do at all, and ours with `synchronous_commit=off`
-//! (the commit no longer waits for the WAL flush).
+//! commits per second the server can do at all, ours with `synchronous_commit=off` (the
+//! commit no longer waits for the WAL flush), and ours without its NOTIFY trigger.
 
 use std::sync::Arc;
 
@@ -77,7 +77,10 @@ pub async fn run(plan: &Plan, fixture: Arc<Fixture>) -> Vec<Diagnostic> {
         sqlx::raw_sql("CREATE TABLE commit_probe (n int NOT NULL)")
             .execute(&pool)
             .await?;
-        anyhow::Ok(Arc::new(BareCommit { pool }) as Arc<dyn Store>)
+        anyhow::Ok((
+            pool.clone(),
+            Arc::new(BareCommit { pool }) as Arc<dyn Store>,
+        ))
     }
     .await;
     for (label, mode) in [
@@ -94,7 +97,7 @@ pub async fn run(plan: &Plan, fixture: Arc<Fixture>) -> Vec<Diagnostic> {
         ),
     ] {
         let result = match &bare {
-            Ok(store) => measure(store, mode, plan)
+            Ok((_, store)) => measure(store, mode, plan)
                 .await
                 .map_err(|e| format!("{e:#}")),
             Err(e) => Err(format!("{e:#}")),
@@ -103,13 +106,17 @@ pub async fn run(plan: &Plan, fixture: Arc<Fixture>) -> Vec<Diagnostic> {
         out.push(Diagnostic { label, result });
     }
 
+    if let Ok((pool, _)) = &bare {
+        pool.close().await;
+    }
     let relaxed = async {
         let options = scratch
             .options
             .clone()
             .options([("synchronous_commit", "off")]);
         let pool = scratch.pool_with(POOL, options).await?;
-        anyhow::Ok(Arc::new(Ours::open(pool, fixture).await?) as Arc<dyn Store>)
+        let store = Ours::open(pool.clone(), fixture.clone()).await?;
+        anyhow::Ok((pool, Arc::new(store) as Arc<dyn Store>))
     }
     .await;
     for (label, mode) in [
@@ -123,13 +130,57 @@ pub async fn run(plan: &Plan, fixture: Arc<Fixture>) -> Vec<Diagnostic> {
         ),
     ] {
         let result = match &relaxed {
-            Ok(store) => measure(store, mode, plan)
+            Ok((_, store)) => measure(store, mode, plan)
                 .await
                 .map_err(|e| format!("{e:#}")),
             Err(e) => Err(format!("{e:#}")),
         };
         print_line(label, &result);
         out.push(Diagnostic { label, result });
+    }
+    if let Ok((pool, _)) = &relaxed {
+        pool.close().await;
+    }
+    // Same as ours, in a database whose events table has no NOTIFY trigger: a
+    // transaction that notifies holds a global lock from before its commit record until
+    // after the WAL flush, so such commits cannot share a flush.
+    let silent = async {
+        let other = Scratch::create().await?;
+        let opened = async {
+            let pool = other.pool(POOL).await?;
+            let store = Ours::open(pool.clone(), fixture.clone()).await?;
+            sqlx::raw_sql("DROP TRIGGER events_appended ON events")
+                .execute(&pool)
+                .await?;
+            anyhow::Ok(Arc::new(store) as Arc<dyn Store>)
+        }
+        .await;
+        anyhow::Ok((other, opened))
+    }
+    .await;
+    for (label, mode) in [
+        (
+            "ours without the NOTIFY trigger, 32 writers, 1 event",
+            single,
+        ),
+        (
+            "ours without the NOTIFY trigger, 32 writers, 100 events",
+            batched,
+        ),
+    ] {
+        let result = match &silent {
+            Ok((_, Ok(store))) => measure(store, mode, plan)
+                .await
+                .map_err(|e| format!("{e:#}")),
+            Ok((_, Err(e))) | Err(e) => Err(format!("{e:#}")),
+        };
+        print_line(label, &result);
+        out.push(Diagnostic { label, result });
+    }
+    if let Ok((other, _)) = silent {
+        if let Err(e) = other.drop_database().await {
+            eprintln!("could not drop the scratch database: {e:#}");
+        }
     }
     if let Err(e) = scratch.drop_database().await {
         eprintln!("could not drop the scratch database: {e:#}");
