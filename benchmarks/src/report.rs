@@ -15,12 +15,15 @@ use crate::{ms, Figure, Mode, Plan};
 pub const VERSIONS: &str = "postgres-es 0.5.0 (cqrs-es 0.5.0), esrs 0.18.0, disintegrate 4.0.0 \
                             with disintegrate-postgres 4.0.1";
 
+/// Each store's figures, mode by mode (an error says why a mode has none).
+pub type Table = [(Peer, Vec<(Mode, Result<Figure, String>)>)];
+
 pub struct Report<'a> {
     pub plan: &'a Plan,
     pub machine: &'a Machine,
     pub fixture: &'a Fixture,
     pub started: DateTime<Utc>,
-    pub table: &'a [(Peer, Vec<(Mode, Result<Figure, String>)>)],
+    pub table: &'a Table,
     pub diagnostics: &'a [Diagnostic],
 }
 
