@@ -232,6 +232,19 @@ async fn trends_and_sla_follow_a_simulated_history() {
     assert_eq!(alpha["data"][0]["slaBreached"], false);
 }
 
+/// A worker for `projection` that has read the whole store.
+async fn caught_up(
+    pool: PgPool,
+    projection: std::sync::Arc<dyn vulnledger_projections::Projection>,
+) -> Worker {
+    let mut worker = Worker::for_projection(pool, projection).await.unwrap();
+    worker
+        .catch_up(&tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    worker
+}
+
 /// What the counters say, as one comparable value.
 async fn counters(pool: &PgPool) -> Value {
     let rows: Vec<(String,)> = sqlx::query_as(
@@ -281,13 +294,7 @@ async fn a_worker_killed_mid_batch_or_fed_a_batch_twice_counts_each_event_once()
     // The reference: one uninterrupted worker on its own database copy would need a
     // second store; instead, run it to the end first and remember the counters.
     let projection = vulnledger_projections::named("findings").unwrap();
-    let mut reference = Worker::for_projection(app.db.pool.clone(), projection.clone())
-        .await
-        .unwrap();
-    reference
-        .catch_up(&tokio_util::sync::CancellationToken::new())
-        .await
-        .unwrap();
+    let reference = caught_up(app.db.pool.clone(), projection.clone()).await;
     let expected = counters(&app.db.pool).await;
     assert_eq!(expected["views"], 3000);
     let applied = reference.checkpoint();
@@ -300,23 +307,13 @@ async fn a_worker_killed_mid_batch_or_fed_a_batch_twice_counts_each_event_once()
         let pool = app.db.pool.clone();
         let projection = projection.clone();
         let run = tokio::spawn(async move {
-            let mut worker = Worker::for_projection(pool, projection).await.unwrap();
-            worker
-                .catch_up(&tokio_util::sync::CancellationToken::new())
-                .await
-                .unwrap();
+            caught_up(pool, projection).await;
         });
         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
         run.abort();
         let _ = run.await;
     }
-    let mut survivor = Worker::for_projection(app.db.pool.clone(), projection.clone())
-        .await
-        .unwrap();
-    survivor
-        .catch_up(&tokio_util::sync::CancellationToken::new())
-        .await
-        .unwrap();
+    let mut survivor = caught_up(app.db.pool.clone(), projection.clone()).await;
     assert_eq!(counters(&app.db.pool).await, expected);
     assert_eq!(survivor.checkpoint().position, applied.position);
 
@@ -707,13 +704,7 @@ async fn a_projection_written_by_another_version_is_emptied_and_rebuilt_when_its
     let api = Api::new(&app, &session);
     eventful_history(&app, &api).await;
     let projection = vulnledger_projections::named("findings").unwrap();
-    let mut worker = Worker::for_projection(app.db.pool.clone(), projection.clone())
-        .await
-        .unwrap();
-    worker
-        .catch_up(&tokio_util::sync::CancellationToken::new())
-        .await
-        .unwrap();
+    let worker = caught_up(app.db.pool.clone(), projection.clone()).await;
     let expected = counters(&app.db.pool).await;
     let head = worker.checkpoint();
 
