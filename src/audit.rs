@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::store::Upcasters;
 
 /// Rows fetched per round trip while exporting.
-const CHUNK: i64 = 2000;
+pub const CHUNK: i64 = 2000;
 
 /// One event as auditors see it, in its type's current shape.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -166,11 +166,61 @@ pub async fn page(
         .push_bind(limit)
         .push(" OFFSET ")
         .push_bind(offset);
+    fetch(pool, q).await
+}
+
+async fn fetch(
+    pool: &PgPool,
+    mut q: QueryBuilder<'_, Postgres>,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
     let rows: Vec<AuditRow> = q.build_query_as().fetch_all(pool).await?;
     let upcasters = Upcasters::process();
     rows.into_iter()
         .map(|row| row.into_entry(upcasters))
         .collect()
+}
+
+/// What an export holds: the events committed when it started. `position` is handed
+/// out at insert, before commit (see `store/reader.rs`), so paging by position alone
+/// would miss a transaction that took a smaller position and commits while the
+/// export runs, yet include later ones. Every page is therefore restricted to the
+/// transactions that the database snapshot taken at the start saw as committed;
+/// pages stay short statements (keyset by position, through the
+/// `(tenant_id, position)` index), and no transaction stays open.
+#[derive(Debug, Clone)]
+struct Snapshot(
+    /// `pg_current_snapshot()` as text (`xmin:xmax:xip,...`).
+    String,
+);
+
+impl Snapshot {
+    async fn take(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+            .fetch_one(pool)
+            .await
+            .map(Self)
+    }
+
+    /// Up to `limit` entries after `after` that were committed in the snapshot,
+    /// oldest first. Rows appended since the snapshot are skipped by the filter, so
+    /// only the last page reads past the export's end (once).
+    async fn page(
+        &self,
+        pool: &PgPool,
+        filter: &AuditFilter,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, sqlx::Error> {
+        let mut q = QueryBuilder::new(SELECT);
+        filter.push_where(&mut q);
+        q.push(" AND position > ")
+            .push_bind(after)
+            .push(" AND pg_visible_in_snapshot(txid, ")
+            .push_bind(self.0.clone())
+            .push("::pg_snapshot) ORDER BY position LIMIT ")
+            .push_bind(limit);
+        fetch(pool, q).await
+    }
 }
 
 pub async fn total(pool: &PgPool, filter: &AuditFilter) -> Result<i64, sqlx::Error> {
@@ -243,33 +293,49 @@ pub fn encode(entries: &[AuditEntry], format: Format) -> Result<Vec<u8>, anyhow:
     }
 }
 
-/// The whole filtered log as encoded chunks, fetched `CHUNK` rows at a time by
-/// position (keyset), so memory stays flat whatever the size and no transaction
-/// stays open. Stops when the consumer stops polling (a client that went away).
+/// The whole filtered log as it was committed when the export started (see
+/// [`Snapshot`]), as encoded chunks, fetched `CHUNK` rows at a time by position
+/// (keyset), so memory stays flat whatever the size and no transaction stays open.
+/// The snapshot is taken before the first chunk is handed out (a CSV header comes
+/// with the first rows), so whoever has a chunk knows what the export holds.
+/// Stops when the consumer stops polling (a client that went away).
 pub fn export(
     pool: PgPool,
     filter: AuditFilter,
     format: Format,
 ) -> impl Stream<Item = Result<Bytes, anyhow::Error>> + Send + 'static {
-    let header = (format == Format::Csv).then(|| Bytes::from_static(CSV_HEADER.as_bytes()));
-    let start = futures::stream::iter(header.map(Ok));
-    let body = futures::stream::try_unfold(Some(0i64), move |after| {
+    enum Cursor {
+        Start,
+        After(Snapshot, i64),
+        Done,
+    }
+    futures::stream::try_unfold(Cursor::Start, move |cursor| {
         let pool = pool.clone();
         let filter = filter.clone();
         async move {
-            let Some(after) = after else {
-                return Ok(None);
+            let mut out = Vec::new();
+            let (snapshot, after) = match cursor {
+                Cursor::Done => return Ok(None),
+                Cursor::After(snapshot, after) => (snapshot, after),
+                Cursor::Start => {
+                    if format == Format::Csv {
+                        out.extend_from_slice(CSV_HEADER.as_bytes());
+                    }
+                    (Snapshot::take(&pool).await?, 0)
+                }
             };
-            let rows = page(&pool, &filter, Some(after), CHUNK, 0).await?;
-            if rows.is_empty() {
+            let rows = snapshot.page(&pool, &filter, after, CHUNK).await?;
+            if rows.is_empty() && out.is_empty() {
                 return Ok(None);
             }
-            let next = (rows.len() as i64 == CHUNK).then(|| rows[rows.len() - 1].position);
-            let bytes = Bytes::from(encode(&rows, format)?);
-            Ok(Some((bytes, next)))
+            let next = match rows.last() {
+                Some(last) if rows.len() as i64 == CHUNK => Cursor::After(snapshot, last.position),
+                _ => Cursor::Done,
+            };
+            out.extend_from_slice(&encode(&rows, format)?);
+            Ok(Some((Bytes::from(out), next)))
         }
-    });
-    futures::StreamExt::chain(start, body)
+    })
 }
 
 /// Writes the export to `output` (a temporary file renamed into place at the end,

@@ -7,8 +7,12 @@ use std::collections::HashSet;
 use std::process::Command;
 
 use common::api::Api;
+use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
+use uuid::Uuid;
+use vulnledger::audit::{self, AuditFilter, Format};
+use vulnledger::store::{EventStore, NewEvent};
 use vulnledger_aggregates::Role;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vulnledger");
@@ -230,4 +234,113 @@ async fn exports_stream_the_filtered_log_as_csv_and_ndjson() {
     assert!(!inverted.status.success());
     assert!(String::from_utf8_lossy(&inverted.stderr).contains("--until"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A probe event of `tenant`, appended straight to the store.
+fn probe(tenant: Uuid, aggregate_id: &str) -> NewEvent {
+    NewEvent {
+        aggregate_type: "probe".into(),
+        aggregate_id: aggregate_id.into(),
+        sequence: 1,
+        event_type: "Probed".into(),
+        event_version: "1.0".into(),
+        payload: json!({ "Probed": {} }),
+        metadata: json!({ "tenant_id": tenant.to_string(), "actor_id": "test" }),
+    }
+}
+
+/// The positions of an NDJSON export, in the order written.
+fn ndjson_positions(body: &[u8]) -> Vec<i64> {
+    body.split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let entry: Value = serde_json::from_slice(line).unwrap();
+            entry["position"].as_i64().unwrap()
+        })
+        .collect()
+}
+
+async fn export_positions(pool: &sqlx::PgPool, filter: &AuditFilter) -> Vec<i64> {
+    let mut export = std::pin::pin!(audit::export(pool.clone(), filter.clone(), Format::Ndjson));
+    let mut body = Vec::new();
+    while let Some(chunk) = export.next().await {
+        body.extend_from_slice(&chunk.unwrap());
+    }
+    ndjson_positions(&body)
+}
+
+/// Positions are handed out at insert, before commit. An export holds exactly what
+/// was committed when it started: not a transaction that was open then (with a
+/// smaller position) and commits while the export runs, nor one that commits after
+/// it; every position once, in ascending order.
+#[tokio::test]
+async fn an_export_holds_exactly_what_was_committed_when_it_started() {
+    let db = common::fresh_db().await;
+    let store = EventStore::new(db.pool.clone());
+    let tenant = Uuid::now_v7();
+    let filter = AuditFilter {
+        tenant,
+        ..Default::default()
+    };
+
+    // A transaction takes the smallest position and stays open...
+    let mut held = db.pool.begin().await.unwrap();
+    let held_position = store
+        .append(&mut held, &[probe(tenant, "held")])
+        .await
+        .unwrap()[0]
+        .position;
+    // ...while more than one export chunk commits after it.
+    let mut conn = db.pool.acquire().await.unwrap();
+    let before: Vec<NewEvent> = (0..audit::CHUNK + 500)
+        .map(|i| probe(tenant, &format!("before-{i}")))
+        .collect();
+    store.append(&mut conn, &before).await.unwrap();
+    let committed: Vec<i64> =
+        sqlx::query_scalar("SELECT position FROM events WHERE tenant_id = $1 ORDER BY position")
+            .bind(tenant)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(committed.len() as i64, audit::CHUNK + 500);
+    assert!(held_position < committed[0]);
+
+    // The export starts and hands out its first chunk...
+    let mut export = std::pin::pin!(audit::export(
+        db.pool.clone(),
+        filter.clone(),
+        Format::Ndjson
+    ));
+    let mut body = export.next().await.unwrap().unwrap().to_vec();
+    assert!(!body.is_empty());
+    // ...then the held transaction commits, and another one after it.
+    held.commit().await.unwrap();
+    let after_position = store
+        .append(&mut conn, &[probe(tenant, "after")])
+        .await
+        .unwrap()[0]
+        .position;
+    while let Some(chunk) = export.next().await {
+        body.extend_from_slice(&chunk.unwrap());
+    }
+    let exported = ndjson_positions(&body);
+    assert!(
+        !exported.contains(&held_position),
+        "the transaction open at the start is not in the export"
+    );
+    assert!(
+        !exported.contains(&after_position),
+        "an event committed after the start is not in the export (nor is the one committed before it)"
+    );
+    assert_eq!(
+        exported, committed,
+        "everything committed at the start, once each, in ascending order"
+    );
+
+    // An export started now holds both, and two exports of the same log agree.
+    let mut now = committed.clone();
+    now.insert(0, held_position);
+    now.push(after_position);
+    assert_eq!(export_positions(&db.pool, &filter).await, now);
+    assert_eq!(export_positions(&db.pool, &filter).await, now);
 }
