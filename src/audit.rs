@@ -338,40 +338,47 @@ pub fn export(
     })
 }
 
-/// Writes the export to `output` (a temporary file renamed into place at the end,
-/// so an interrupted export leaves nothing half-written) or to standard output.
+/// Writes the export to `output` or to standard output, until it is complete or
+/// `stop` is cancelled (SIGINT or SIGTERM for the command line).
+///
+/// `output` is written through a temporary file of this export's own beside it
+/// (`.NAME.<pid>.<random>.partial`, created new), renamed into place at the end, so
+/// the path holds a whole export or what it held before, and concurrent exports to
+/// the same path do not share a file: the last to finish wins. The temporary file is
+/// removed when the export fails or is stopped (not on SIGKILL).
 pub async fn export_to(
     pool: PgPool,
     filter: AuditFilter,
     format: Format,
     output: Option<&std::path::Path>,
+    stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
 
     let mut stream = std::pin::pin!(export(pool, filter, format));
+    let interrupted = || anyhow::anyhow!("interrupted: the export is incomplete");
     match output {
         None => {
-            let mut out = tokio::io::stdout();
-            while let Some(chunk) = stream.next().await {
-                out.write_all(&chunk?).await?;
+            let written = async {
+                let mut out = tokio::io::stdout();
+                while let Some(chunk) = stream.next().await {
+                    out.write_all(&chunk?).await?;
+                }
+                out.flush().await?;
+                Ok::<(), anyhow::Error>(())
+            };
+            tokio::select! {
+                written = written => written?,
+                () = stop.cancelled() => return Err(interrupted()),
             }
-            out.flush().await?;
         }
         Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let name = path
-                .file_name()
-                .with_context(|| format!("{} is not a file name", path.display()))?;
-            let partial = dir.join(format!(".{}.partial", name.to_string_lossy()));
+            let (partial, mut file) = create_partial(path)
+                .await
+                .with_context(|| format!("cannot write {}", path.display()))?;
             let written = async {
-                let mut file = tokio::fs::File::create(&partial)
-                    .await
-                    .with_context(|| format!("cannot write {}", path.display()))?;
                 while let Some(chunk) = stream.next().await {
                     file.write_all(&chunk?).await?;
                 }
@@ -380,8 +387,11 @@ pub async fn export_to(
                     .await
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 Ok::<(), anyhow::Error>(())
-            }
-            .await;
+            };
+            let written = tokio::select! {
+                written = written => written,
+                () = stop.cancelled() => Err(interrupted()),
+            };
             if written.is_err() {
                 let _ = tokio::fs::remove_file(&partial).await;
             }
@@ -389,4 +399,42 @@ pub async fn export_to(
         }
     }
     Ok(())
+}
+
+/// A new, empty file beside `path` for one export to write:
+/// `.NAME.<pid>.<random>.partial`, created only if absent, so no other export (of
+/// this process or another) writes the same file.
+async fn create_partial(
+    path: &std::path::Path,
+) -> anyhow::Result<(std::path::PathBuf, tokio::fs::File)> {
+    use anyhow::Context;
+
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .context("not a file name")?
+        .to_string_lossy();
+    let mut attempts = 0;
+    loop {
+        let partial = dir.join(format!(
+            ".{name}.{}.{:08x}.partial",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        match tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .await
+        {
+            Ok(file) => return Ok((partial, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 8 => {
+                attempts += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

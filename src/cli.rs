@@ -204,7 +204,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 until: range.until,
                 ..Default::default()
             };
-            crate::audit::export_to(pool, filter, format, output.as_deref()).await
+            // Stopped on SIGINT or SIGTERM, so that an interrupted export removes
+            // its temporary file.
+            let stop = CancellationToken::new();
+            crate::shutdown::on_signal(stop.clone());
+            crate::audit::export_to(pool, filter, format, output.as_deref(), stop).await
         }
         Command::Relay => {
             let url = std::env::var("NATS_URL")

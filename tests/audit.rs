@@ -344,3 +344,129 @@ async fn an_export_holds_exactly_what_was_committed_when_it_started() {
     assert_eq!(export_positions(&db.pool, &filter).await, now);
     assert_eq!(export_positions(&db.pool, &filter).await, now);
 }
+
+/// Two exports to the same file at once (a scheduled job and a person, say) each
+/// write their own partial file: both succeed, the file is one whole export, and no
+/// partial file is left.
+#[tokio::test]
+async fn concurrent_exports_to_the_same_file_both_succeed_and_do_not_mix() {
+    let db = common::fresh_db().await;
+    let tenant = vulnledger::identity::create_tenant(&db.pool, "acme", "Acme")
+        .await
+        .unwrap()
+        .id;
+    // Several chunks, so that the two exports overlap.
+    let events: Vec<NewEvent> = (0..audit::CHUNK * 3)
+        .map(|i| probe(tenant, &format!("e-{i}")))
+        .collect();
+    let mut conn = db.pool.acquire().await.unwrap();
+    EventStore::new(db.pool.clone())
+        .append(&mut conn, &events)
+        .await
+        .unwrap();
+
+    let dir = std::env::temp_dir().join(format!("vl-audit-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let export = |path: std::path::PathBuf| {
+        tokio::process::Command::new(BIN)
+            .args(["audit", "export", "--tenant", "acme", "--output"])
+            .arg(path)
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn")
+            .output()
+    };
+    let out = dir.join("audit.csv");
+    let (first, second) = tokio::join!(export(out.clone()), export(out.clone()));
+    for run in [first.unwrap(), second.unwrap()] {
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let reference = dir.join("reference.csv");
+    let run = export(reference.clone()).await.unwrap();
+    assert!(run.status.success());
+    let (written, expected) = (
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&reference).unwrap(),
+    );
+    assert_eq!(
+        expected.iter().filter(|b| **b == b'\n').count() as i64,
+        audit::CHUNK * 3 + 1
+    );
+    assert!(
+        written == expected,
+        "the file is one whole export ({} bytes, expected {})",
+        written.len(),
+        expected.len()
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["audit.csv", "reference.csv"],
+        "no partial file is left"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Ctrl-C (or SIGTERM) during `audit export --output` stops it with an error and
+/// removes its temporary file: the path keeps what it held.
+#[tokio::test]
+async fn an_interrupted_export_removes_its_temporary_file() {
+    let db = common::fresh_db().await;
+    let tenant = vulnledger::identity::create_tenant(&db.pool, "acme", "Acme")
+        .await
+        .unwrap()
+        .id;
+    let events: Vec<NewEvent> = (0..audit::CHUNK * 3)
+        .map(|i| probe(tenant, &format!("e-{i}")))
+        .collect();
+    let mut conn = db.pool.acquire().await.unwrap();
+    EventStore::new(db.pool.clone())
+        .append(&mut conn, &events)
+        .await
+        .unwrap();
+
+    let dir = std::env::temp_dir().join(format!("vl-audit-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("audit.csv");
+    std::fs::write(&out, "the previous export\n").unwrap();
+    let export = tokio::process::Command::new(BIN)
+        .args(["audit", "export", "--tenant", "acme", "--output"])
+        .arg(&out)
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted as soon as its temporary file is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(&dir).unwrap().count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no temporary file");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let signalled = Command::new("kill")
+        .args(["-INT", &export.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let run = export.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["audit.csv"]);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "the previous export\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

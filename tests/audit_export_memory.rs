@@ -475,6 +475,21 @@ async fn kill_export_connection(pool: &PgPool, database: &str) {
     lock.rollback().await.unwrap();
 }
 
+/// The export temporary files beside `output` (`.NAME.<pid>.<random>.partial`).
+fn partial_files(output: &Path) -> Vec<PathBuf> {
+    let prefix = format!(".{}.", output.file_name().unwrap().to_string_lossy());
+    let mut found: Vec<PathBuf> = std::fs::read_dir(output.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with(&prefix) && name.ends_with(".partial")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// Spawns `vulnledger audit export` of the whole tenant and waits until its
 /// temporary file holds at least `bytes`.
 fn spawn_cli_export(
@@ -482,10 +497,7 @@ fn spawn_cli_export(
     output: &Path,
     bytes: u64,
 ) -> (std::process::Child, PathBuf) {
-    let partial = output.with_file_name(format!(
-        ".{}.partial",
-        output.file_name().unwrap().to_string_lossy()
-    ));
+    let before = partial_files(output);
     let child = Command::new(BIN)
         .args(["audit", "export", "--tenant", TENANT, "--format", "ndjson"])
         .arg("--output")
@@ -497,6 +509,20 @@ fn spawn_cli_export(
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
+    let partial = loop {
+        if let Some(new) = partial_files(output)
+            .into_iter()
+            .find(|p| !before.contains(p))
+        {
+            break new;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no temporary file beside {}",
+            output.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     while std::fs::metadata(&partial).map_or(0, |m| m.len()) < bytes {
         assert!(
             Instant::now() < deadline,
@@ -700,7 +726,8 @@ async fn a_million_events_export_in_flat_memory_and_cut_short_exports_leave_noth
     assert_eq!(page.body["meta"]["total"], template + LARGE);
 
     // `audit export --output` killed midway leaves the previous file as it was (its
-    // temporary file aside), and the next run replaces that temporary file.
+    // temporary file aside); the next run writes a temporary file of its own and
+    // renames it into place, leaving the killed one's to be removed by hand.
     let output = dir.join("audit.ndjson");
     std::fs::write(&output, "the previous export\n").unwrap();
     let (mut child, partial) =
@@ -728,7 +755,12 @@ async fn a_million_events_export_in_flat_memory_and_cut_short_exports_leave_noth
         String::from_utf8_lossy(&rerun.stderr)
     );
     check_file(&output, Format::Ndjson).assert_complete(&template_expected, "rerun");
-    assert!(!partial.exists(), "the rerun's temporary file was renamed");
+    assert_eq!(
+        partial_files(&output),
+        std::slice::from_ref(&partial),
+        "the rerun's temporary file was renamed; the killed one's is left"
+    );
+    std::fs::remove_file(&partial).unwrap();
 
     // ... and when the database drops its connection it fails with the reason and
     // removes its temporary file, leaving no output at all.
