@@ -82,14 +82,26 @@ pub fn stream_config() -> stream::Config {
     }
 }
 
+/// Connects to the NATS server(s) of `url` (`NATS_URL`). Every connection to NATS
+/// goes through here; `options` adds the caller's settings (name, timeouts).
+pub async fn connect(
+    url: &str,
+    options: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+) -> anyhow::Result<async_nats::Client> {
+    Ok(options(async_nats::ConnectOptions::new())
+        .connect(url)
+        .await?)
+}
+
 /// Connects to NATS and makes sure the stream exists. Fails fast when NATS is down;
 /// the relay retries with back-off.
 pub async fn connect_jetstream(url: &str) -> anyhow::Result<jetstream::Context> {
-    let client = async_nats::ConnectOptions::new()
-        .name("vulnledger-relay")
-        .connection_timeout(Duration::from_secs(2))
-        .connect(url)
-        .await?;
+    let client = connect(url, |options| {
+        options
+            .name("vulnledger-relay")
+            .connection_timeout(Duration::from_secs(2))
+    })
+    .await?;
     let mut context = jetstream::new(client);
     context.set_timeout(Duration::from_secs(5));
     context.get_or_create_stream(stream_config()).await?;

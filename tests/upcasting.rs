@@ -133,7 +133,7 @@ async fn an_event_stored_in_an_old_shape_is_read_in_the_current_one_everywhere()
     let session = app.signed_in("legacy", Role::Admin).await;
     let api = Api::new(&app, &session);
     // A plain subscriber, as any consumer of the stream would be.
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let client = vulnledger::bus::connect(&nats.url(), |o| o).await.unwrap();
     let mut subscriber = client
         .subscribe("vulnledger.events.*.finding.FindingStatusChanged")
         .await

@@ -95,9 +95,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let nats = match &state.config.nats_url {
         None => json!("not configured (in-process bus)"),
         Some(url) => {
-            let connect = async_nats::ConnectOptions::new()
-                .connection_timeout(Duration::from_secs(1))
-                .connect(url.as_str());
+            let connect = crate::bus::connect(url, |options| {
+                options.connection_timeout(Duration::from_secs(1))
+            });
             match tokio::time::timeout(Duration::from_secs(2), connect).await {
                 Ok(Ok(_client)) => json!("ok"),
                 _ => {
