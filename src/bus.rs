@@ -82,15 +82,153 @@ pub fn stream_config() -> stream::Config {
     }
 }
 
-/// Connects to the NATS server(s) of `url` (`NATS_URL`). Every connection to NATS
-/// goes through here; `options` adds the caller's settings (name, timeouts).
+/// `NATS_URL` taken apart: the servers, without credentials, and the credentials
+/// they carried. async-nats 0.51 does not send a user and password or a token from
+/// the URL itself (nats-io/nats.rs#1623), so [`connect`] hands them over as
+/// connect options. Neither `Debug` nor any error shows the credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsUrl {
+    pub servers: Vec<async_nats::ServerAddr>,
+    credentials: Option<Credentials>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Credentials {
+    UserAndPassword { user: String, password: String },
+    Token(String),
+}
+
+impl NatsUrl {
+    /// One URL or several separated by commas (`nats://host:4222` or `host:4222`).
+    /// `nats://user:password@host` gives a user and password, `nats://token@host` a
+    /// token, both percent-decoded. The servers of a list may all carry the same
+    /// credentials or leave them out; different ones are refused, as one set is used
+    /// for every server (also those the cluster announces).
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let parts: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        anyhow::ensure!(!parts.is_empty(), "names no server");
+        let mut servers = Vec::with_capacity(parts.len());
+        let mut credentials: Option<Credentials> = None;
+        for (i, part) in parts.iter().enumerate() {
+            // The errors name the server by its place: the URL may hold a secret.
+            let which = || {
+                if parts.len() == 1 {
+                    String::new()
+                } else {
+                    format!("server {} of {}: ", i + 1, parts.len())
+                }
+            };
+            let mut url = part
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|e| anyhow::anyhow!("{}{e}", which()))?
+                .into_inner();
+            let user = percent_decode(url.username());
+            let password = url.password().map(percent_decode);
+            let found = match (user, password) {
+                (Some(user), Some(Some(password))) => {
+                    Some(Credentials::UserAndPassword { user, password })
+                }
+                (Some(token), None) if !token.is_empty() => Some(Credentials::Token(token)),
+                (Some(_), None) => None,
+                _ => anyhow::bail!(
+                    "{}the credentials are not UTF-8 once percent-decoded",
+                    which()
+                ),
+            };
+            if let Some(found) = found {
+                match &credentials {
+                    Some(known) if *known != found => anyhow::bail!(
+                        "the servers carry different credentials (one set is used for all)"
+                    ),
+                    _ => credentials = Some(found),
+                }
+                // Dropped from the address, which async-nats logs.
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+            }
+            servers.push(
+                async_nats::ServerAddr::from_url(url)
+                    .map_err(|e| anyhow::anyhow!("{}{e}", which()))?,
+            );
+        }
+        Ok(Self {
+            servers,
+            credentials,
+        })
+    }
+
+    /// Connect options carrying the credentials, if any.
+    pub fn options(&self) -> async_nats::ConnectOptions {
+        match &self.credentials {
+            None => async_nats::ConnectOptions::new(),
+            Some(Credentials::UserAndPassword { user, password }) => {
+                async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            }
+            Some(Credentials::Token(token)) => {
+                async_nats::ConnectOptions::with_token(token.clone())
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for NatsUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsUrl")
+            .field("servers", &self.servers)
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+/// Shows the user, never the password or the token.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UserAndPassword { user, .. } => f
+                .debug_struct("UserAndPassword")
+                .field("user", user)
+                .field("password", &format_args!("***"))
+                .finish(),
+            Self::Token(_) => f.write_str("Token(***)"),
+        }
+    }
+}
+
+/// `%XX` sequences as bytes; `None` if the result is not UTF-8. A `%` not followed
+/// by two hex digits stays as it is.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) if hex(*hi).is_some() && hex(*lo).is_some() => {
+                out.push((hex(*hi).unwrap() * 16 + hex(*lo).unwrap()) as u8);
+                i += 3;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Connects to the NATS server(s) of `url` (`NATS_URL`, see [`NatsUrl::parse`]),
+/// with the credentials it carries. Every connection to NATS goes through here;
+/// `options` adds the caller's settings (name, timeouts).
 pub async fn connect(
     url: &str,
     options: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
 ) -> anyhow::Result<async_nats::Client> {
-    Ok(options(async_nats::ConnectOptions::new())
-        .connect(url)
-        .await?)
+    let url = NatsUrl::parse(url).map_err(|e| e.context("invalid NATS_URL"))?;
+    Ok(options(url.options()).connect(url.servers).await?)
 }
 
 /// Connects to NATS and makes sure the stream exists. Fails fast when NATS is down;
@@ -146,5 +284,120 @@ impl Bus {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credentials(url: &str) -> Option<Credentials> {
+        NatsUrl::parse(url).unwrap().credentials
+    }
+
+    fn hosts(url: &str) -> Vec<String> {
+        NatsUrl::parse(url)
+            .unwrap()
+            .servers
+            .into_iter()
+            .map(|s| s.into_inner().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_url_without_credentials_has_none() {
+        assert_eq!(credentials("nats://127.0.0.1:4222"), None);
+        assert_eq!(hosts("nats://127.0.0.1:4222"), ["nats://127.0.0.1:4222"]);
+        assert_eq!(hosts("nats:4222"), ["nats://nats:4222"]);
+    }
+
+    #[test]
+    fn user_and_password_or_token_are_taken_out_of_the_address_and_decoded() {
+        assert_eq!(
+            credentials("nats://alice:s3cr3t@nats:4222"),
+            Some(Credentials::UserAndPassword {
+                user: "alice".into(),
+                password: "s3cr3t".into()
+            })
+        );
+        assert_eq!(
+            credentials("nats://al%20ice:p%40ss%3Aw%2Frd%25@nats:4222"),
+            Some(Credentials::UserAndPassword {
+                user: "al ice".into(),
+                password: "p@ss:w/rd%".into()
+            })
+        );
+        assert_eq!(
+            credentials("nats://t0k%2Fen@nats:4222"),
+            Some(Credentials::Token("t0k/en".into()))
+        );
+        assert_eq!(
+            credentials("tls://alice:s3cr3t@nats:4222"),
+            credentials("nats://alice:s3cr3t@nats:4222")
+        );
+        assert_eq!(hosts("nats://alice:s3cr3t@nats:4222"), ["nats://nats:4222"]);
+        assert_eq!(hosts("nats://t0ken@nats:4222"), ["nats://nats:4222"]);
+    }
+
+    #[test]
+    fn a_list_of_servers_shares_one_set_of_credentials() {
+        let url = "nats://alice:pw@a:4222, nats://b:4222,nats://alice:pw@c:4222";
+        assert_eq!(
+            hosts(url),
+            ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+        );
+        assert_eq!(
+            credentials(url),
+            Some(Credentials::UserAndPassword {
+                user: "alice".into(),
+                password: "pw".into()
+            })
+        );
+        let error = NatsUrl::parse("nats://alice:pw@a:4222,nats://bob:s3cr3t@b:4222")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("different credentials"), "{error}");
+        assert!(!error.contains("s3cr3t"), "{error}");
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_showing_the_credentials() {
+        for bad in [
+            "",
+            " , ",
+            "http://alice:s3cr3t@nats:4222",
+            "nats://alice:s3cr3t@nats:port",
+            "nats://alice:s3cr3t@a:4222,nats://alice:s3cr3t@:4222",
+            "nats://alice:%FF@nats:4222",
+        ] {
+            let error = format!("{:#}", NatsUrl::parse(bad).unwrap_err());
+            assert!(
+                !error.contains("s3cr3t") && !error.contains("%FF"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_password_and_the_token() {
+        let printed = format!(
+            "{:?}",
+            NatsUrl::parse("nats://alice:s3cr3t@nats:4222").unwrap()
+        );
+        assert!(
+            printed.contains("alice") && !printed.contains("s3cr3t"),
+            "{printed}"
+        );
+        let printed = format!("{:?}", NatsUrl::parse("nats://t0ken@nats:4222").unwrap());
+        assert!(!printed.contains("t0ken"), "{printed}");
+    }
+
+    #[test]
+    fn percent_decoding_keeps_a_stray_percent() {
+        assert_eq!(percent_decode("a%2Fb").as_deref(), Some("a/b"));
+        assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decode("%zz%4").as_deref(), Some("%zz%4"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        assert_eq!(percent_decode("%FF"), None);
     }
 }

@@ -211,18 +211,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::audit::export_to(pool, filter, format, output.as_deref(), stop).await
         }
         Command::Relay => {
-            let url = std::env::var("NATS_URL")
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .context("NATS_URL is not set (e.g. nats://127.0.0.1:4222)")?;
+            let url =
+                config::nats_url()?.context("NATS_URL is not set (e.g. nats://127.0.0.1:4222)")?;
             // The advisory lock and the notification listener each hold a connection
             // for as long as the relay runs; reads and the checkpoint need more.
             let pool = db::connect(&config::database_url()?, 4).await?;
             db::migrate(&pool).await?;
             let shutdown = CancellationToken::new();
             crate::shutdown::on_signal(shutdown.clone());
-            tracing::info!(nats = %config::redact_url(&url), "relaying events");
+            tracing::info!(nats = %config::redact_nats_url(&url), "relaying events");
             crate::relay::run_nats(pool, url, shutdown).await;
             Ok(())
         }

@@ -44,7 +44,7 @@ impl Config {
             database_max_connections: parse("DATABASE_MAX_CONNECTIONS", 20, |v: &u32| {
                 (1..=1000).contains(v)
             })?,
-            nats_url: optional("NATS_URL"),
+            nats_url: nats_url()?,
             jwt_secret: match optional("JWT_SECRET") {
                 Some(s) if s.len() < 32 => {
                     return Err(ConfigError {
@@ -83,6 +83,20 @@ pub fn database_url() -> Result<String, ConfigError> {
         });
     }
     Ok(url)
+}
+
+/// `NATS_URL`, if set: one URL or several separated by commas, credentials allowed
+/// (see [`crate::bus::NatsUrl`]). Checked here so that a bad one stops the process
+/// at start, with a message that does not repeat the URL (it may hold a secret).
+pub fn nats_url() -> Result<Option<String>, ConfigError> {
+    let Some(url) = optional("NATS_URL") else {
+        return Ok(None);
+    };
+    crate::bus::NatsUrl::parse(&url).map_err(|e| ConfigError {
+        variable: "NATS_URL",
+        message: format!("{e:#}"),
+    })?;
+    Ok(Some(url))
 }
 
 fn optional(variable: &'static str) -> Option<String> {
@@ -164,12 +178,34 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Hides the credentials of `NATS_URL` (each server of a list): the password of
+/// `nats://user:password@host`, and the token of `nats://token@host` entirely.
+pub fn redact_nats_url(url: &str) -> String {
+    url.split(',')
+        .map(|server| {
+            let start = server.find("://").map_or(0, |scheme| scheme + 3);
+            match server[start..].rfind('@') {
+                Some(at) => {
+                    let credentials = &server[start..start + at];
+                    let shown = match credentials.find(':') {
+                        Some(colon) => format!("{}:***", &credentials[..colon]),
+                        None => "***".to_owned(),
+                    };
+                    format!("{}{shown}{}", &server[..start], &server[start + at..])
+                }
+                None => server.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
-            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("nats_url", &self.nats_url.as_deref().map(redact_nats_url))
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("jwt_expires_in", &self.jwt_expires_in)
             .field("jwt_refresh_expires_in", &self.jwt_refresh_expires_in)
@@ -201,6 +237,23 @@ mod tests {
         for bad in ["", "0", "m", "15x", "-5", "1.5h", "99999999999999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn nats_urls_are_printed_without_their_password_or_token() {
+        assert_eq!(
+            redact_nats_url("nats://alice:s3cr3t@nats:4222"),
+            "nats://alice:***@nats:4222"
+        );
+        assert_eq!(
+            redact_nats_url("nats://t0ken@nats:4222"),
+            "nats://***@nats:4222"
+        );
+        assert_eq!(
+            redact_nats_url("nats://a:p@ss@n1:4222, alice:pw@n2:4222,nats://n3:4222"),
+            "nats://a:***@n1:4222, alice:***@n2:4222,nats://n3:4222"
+        );
+        assert_eq!(redact_nats_url("nats://nats:4222"), "nats://nats:4222");
     }
 
     #[test]

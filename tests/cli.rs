@@ -78,6 +78,27 @@ fn a_missing_or_invalid_environment_value_names_the_variable() {
         .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("BIND_ADDR"), "{}", stderr(&out));
+
+    // A NATS_URL that cannot be used stops `serve` and `relay` at start, without
+    // repeating the URL (it may hold a password).
+    for command in ["serve", "relay"] {
+        let out = Command::new(BIN)
+            .arg(command)
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x")
+            .env("NATS_URL", "http://alice:hunter2@nats:4222")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains("invalid environment variable NATS_URL"),
+            "{command}: {err}"
+        );
+        assert!(
+            !err.contains("hunter2"),
+            "{command}: the password leaked: {err}"
+        );
+    }
 }
 
 #[tokio::test]

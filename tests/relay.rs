@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::nats::{free_port, nats_url, NatsServer};
+use common::nats::{free_port, nats_url, percent_encode, Auth, NatsServer};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -383,4 +383,99 @@ async fn the_relay_command_run_on_its_own_publishes_every_event() {
         "the relay is still running"
     );
     relay.kill().await.unwrap();
+}
+
+/// `vulnledger::bus::connect` (what the relay, the projection workers and `/ready`
+/// use) with a time limit, so that a client that hangs fails the test.
+async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        vulnledger::bus::connect(url, |o| o.connection_timeout(Duration::from_secs(2))),
+    )
+    .await
+    .expect("connect answers within 15 s")
+}
+
+/// Credentials in `NATS_URL` are sent (async-nats 0.51 does not send them by itself,
+/// nats-io/nats.rs#1623): `nats://user:password@host:port` and `nats://token@host:port`,
+/// percent-encoded, also in a comma-separated list of servers; wrong ones are refused.
+/// The application relays through such a URL and never prints the password.
+#[tokio::test]
+async fn credentials_in_the_nats_url_are_used_and_never_printed() {
+    let nats = NatsServer::start_with(
+        free_port(),
+        Auth::User {
+            user: "alice".into(),
+            password: "s3cr3t".into(),
+        },
+    )
+    .await;
+    let port = nats.port;
+    assert_eq!(nats.url(), format!("nats://alice:s3cr3t@127.0.0.1:{port}"));
+    let client = connect(&nats.url())
+        .await
+        .expect("the right user and password are accepted");
+    client.publish("probe", "hello".into()).await.unwrap();
+    client.flush().await.unwrap();
+    for wrong in [
+        format!("nats://alice:wrong@127.0.0.1:{port}"),
+        format!("nats://mallory:s3cr3t@127.0.0.1:{port}"),
+        format!("nats://127.0.0.1:{port}"),
+    ] {
+        assert!(connect(&wrong).await.is_err(), "{wrong} is refused");
+    }
+    // A list of servers, the first of them down.
+    let list = format!(
+        "nats://alice:s3cr3t@127.0.0.1:{}, nats://alice:s3cr3t@127.0.0.1:{port}",
+        free_port()
+    );
+    connect(&list).await.expect("the server that is up is used");
+
+    // A token with characters that must be percent-encoded in a URL.
+    let token = "t0k/en@x:%";
+    let tokened = NatsServer::start_with(free_port(), Auth::Token(token.into())).await;
+    assert_eq!(
+        tokened.url(),
+        format!(
+            "nats://{}@127.0.0.1:{}",
+            percent_encode(token),
+            tokened.port
+        )
+    );
+    connect(&tokened.url())
+        .await
+        .expect("the token is accepted");
+    assert!(connect(&format!("nats://other@127.0.0.1:{}", tokened.port))
+        .await
+        .is_err());
+
+    // The application: ready, its events reach the stream, the password is hidden.
+    let url = nats.url();
+    let app = common::spawn_app_with(|c| c.nats_url = Some(url.clone())).await;
+    let ready: Value = app
+        .client
+        .get(app.url("/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["nats"], "ok", "{ready}");
+    let session = app.signed_in("acme", Role::Analyst).await;
+    workload(&app, &session, "registry/api:1.4").await;
+    let js = nats.jetstream().await;
+    wait_for_messages(
+        &js,
+        event_ids(&app).await.len() as u64,
+        Duration::from_secs(45),
+    )
+    .await;
+    let mut config = common::test_config(&app.db.url);
+    config.nats_url = Some(format!("{url},{}", tokened.url()));
+    let printed = format!("{config:?}");
+    assert!(
+        !printed.contains("s3cr3t") && !printed.contains(&percent_encode(token)),
+        "{printed}"
+    );
 }
