@@ -100,6 +100,11 @@ pub trait Inline<A>: Send + Sync {
         aggregate_id: &str,
         state: &A,
     ) -> Result<(), sqlx::Error>;
+
+    /// Whether `apply` does nothing, so the append needs no transaction of its own.
+    fn is_nothing(&self) -> bool {
+        false
+    }
 }
 
 /// Nothing to keep in step.
@@ -115,6 +120,10 @@ impl<A: Sync> Inline<A> for NoInline {
         _: &A,
     ) -> Result<(), sqlx::Error> {
         Ok(())
+    }
+
+    fn is_nothing(&self) -> bool {
+        true
     }
 }
 
@@ -264,12 +273,18 @@ impl CommandService {
         state: &A,
         inline: &dyn Inline<A>,
     ) -> Result<Vec<crate::store::Appended>, StoreError> {
-        let mut tx = self.store.pool().begin().await?;
-        let appended = self.store.append(&mut tx, rows).await?;
-        inline
-            .apply(&mut tx, tenant_id, aggregate_id, state)
-            .await?;
-        tx.commit().await?;
+        let appended = if inline.is_nothing() {
+            self.store.append_alone(rows).await?
+        } else {
+            let mut tx = self.store.pool().begin().await?;
+            let appended = self.store.append(&mut tx, rows).await?;
+            inline
+                .apply(&mut tx, tenant_id, aggregate_id, state)
+                .await?;
+            tx.commit().await?;
+            crate::store::wake::committed(self.store.pool());
+            appended
+        };
         metrics::counter!("vulnledger_events_appended_total").increment(appended.len() as u64);
         Ok(appended)
     }

@@ -268,6 +268,7 @@ async fn attempt(
     }
     ScanIndex.apply(&mut tx, tenant, &scan_key, &scan).await?;
     tx.commit().await?;
+    crate::store::wake::committed(store.pool());
     metrics::counter!("vulnledger_events_appended_total").increment(rows.len() as u64);
     Ok(Ingested {
         scan,

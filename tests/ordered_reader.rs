@@ -156,7 +156,7 @@ async fn events_cannot_be_rewritten_or_deleted() {
 }
 
 #[tokio::test]
-async fn a_tail_is_woken_by_the_append_notification_not_the_poll() {
+async fn a_tail_is_woken_by_an_append_in_its_own_process_not_the_poll() {
     let db = common::fresh_db().await;
     let store = EventStore::new(db.pool.clone());
     let reader = OrderedReader::new(db.pool.clone());
@@ -171,9 +171,8 @@ async fn a_tail_is_woken_by_the_append_notification_not_the_poll() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let appended_at = Instant::now();
-    let mut conn = db.pool.acquire().await.unwrap();
     store
-        .append(&mut conn, &[event(Uuid::now_v7(), "n", 1)])
+        .append_alone(&[event(Uuid::now_v7(), "n", 1)])
         .await
         .unwrap();
     let (batch, seen_at) = tokio::time::timeout(Duration::from_secs(45), waiter)
@@ -184,6 +183,57 @@ async fn a_tail_is_woken_by_the_append_notification_not_the_poll() {
     // Well under the 60 s poll; not tighter, since an open transaction elsewhere on
     // the cluster may hold the horizon back for a moment after the wake-up.
     assert!(seen_at.duration_since(appended_at) < Duration::from_secs(30));
+}
+
+/// Readers in other processes (a `worker` beside `serve`) are woken by a NOTIFY that
+/// the appending process sends after its commit: here a plain listener stands in
+/// for such a process.
+#[tokio::test]
+async fn other_processes_hear_of_an_append_after_it_commits() {
+    let db = common::fresh_db().await;
+    let store = EventStore::new(db.pool.clone());
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener
+        .listen(vulnledger::store::EVENTS_CHANNEL)
+        .await
+        .unwrap();
+    store
+        .append_alone(&[event(Uuid::now_v7(), "n", 1)])
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification on vulnledger_events within 10 s of the commit")
+        .unwrap();
+    assert_eq!(heard.channel(), vulnledger::store::EVENTS_CHANNEL);
+}
+
+/// The append itself no longer notifies: a NOTIFY inside the appending transaction
+/// serialises every commit through the WAL flush. What wakes readers is the
+/// appender's call after its commit; an append without it (a row inserted by some
+/// other tool) is found by the poll.
+#[tokio::test]
+async fn the_appending_transaction_itself_sends_no_notification() {
+    let db = common::fresh_db().await;
+    let store = EventStore::new(db.pool.clone());
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener
+        .listen(vulnledger::store::EVENTS_CHANNEL)
+        .await
+        .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    store
+        .append(&mut tx, &[event(Uuid::now_v7(), "n", 1)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(
+        heard.is_err(),
+        "no notification from the append's own transaction: {heard:?}"
+    );
+    let reader = OrderedReader::new(db.pool.clone());
+    assert_eq!(read_at_least(&reader, Checkpoint::START, 1).await.len(), 1);
 }
 
 const WRITERS: usize = 8;

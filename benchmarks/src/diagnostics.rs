@@ -1,6 +1,6 @@
 //! Measurements that say what limits the figures, run after the stores: how many
 //! commits per second the server can do at all, ours with `synchronous_commit=off` (the
-//! commit no longer waits for the WAL flush), and ours without its NOTIFY trigger.
+//! commit no longer waits for the WAL flush).
 
 use std::sync::Arc;
 
@@ -140,47 +140,6 @@ pub async fn run(plan: &Plan, fixture: Arc<Fixture>) -> Vec<Diagnostic> {
     }
     if let Ok((pool, _)) = &relaxed {
         pool.close().await;
-    }
-    // Same as ours, in a database whose events table has no NOTIFY trigger: a
-    // transaction that notifies holds a global lock from before its commit record until
-    // after the WAL flush, so such commits cannot share a flush.
-    let silent = async {
-        let other = Scratch::create().await?;
-        let opened = async {
-            let pool = other.pool(POOL).await?;
-            let store = Ours::open(pool.clone(), fixture.clone()).await?;
-            sqlx::raw_sql("DROP TRIGGER events_appended ON events")
-                .execute(&pool)
-                .await?;
-            anyhow::Ok(Arc::new(store) as Arc<dyn Store>)
-        }
-        .await;
-        anyhow::Ok((other, opened))
-    }
-    .await;
-    for (label, mode) in [
-        (
-            "ours without the NOTIFY trigger, 32 writers, 1 event",
-            single,
-        ),
-        (
-            "ours without the NOTIFY trigger, 32 writers, 100 events",
-            batched,
-        ),
-    ] {
-        let result = match &silent {
-            Ok((_, Ok(store))) => measure(store, mode, plan)
-                .await
-                .map_err(|e| format!("{e:#}")),
-            Ok((_, Err(e))) | Err(e) => Err(format!("{e:#}")),
-        };
-        print_line(label, &result);
-        out.push(Diagnostic { label, result });
-    }
-    if let Ok((other, _)) = silent {
-        if let Err(e) = other.drop_database().await {
-            eprintln!("could not drop the scratch database: {e:#}");
-        }
     }
     if let Err(e) = scratch.drop_database().await {
         eprintln!("could not drop the scratch database: {e:#}");

@@ -196,8 +196,9 @@ impl Report<'_> {
             "### What is measured\n\n\
              - Every store appends the same `FindingDetected` event ({} bytes of JSON; \
              ours and postgres-es also store {} bytes of metadata) through its own public API: \
-             ours is `EventStore::append` in its own transaction, as commands append (with the \
-             `txid` column and the `NOTIFY` trigger); postgres-es is \
+             ours is `EventStore::append_alone`, one statement that is its own transaction, \
+             then the readers' wake-up, as commands append (with the `txid` column); \
+             postgres-es is \
              `PostgresEventRepository::persist` without snapshot, into the tables of its \
              `db/init.sql`; esrs is `PgStore::persist`; disintegrate is `PgEventStore::append` \
              with a query on the aggregate's id and the last event id it appended, so that each \

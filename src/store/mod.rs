@@ -8,10 +8,11 @@
 mod event_store;
 pub mod reader;
 pub mod upcasters;
+pub mod wake;
 
 pub use event_store::{Appended, EventStore, Loaded, NewEvent, StoreError};
 pub use reader::{Checkpoint, OrderedReader, StoredEvent, Tail, UnreadableEvent};
 pub use upcasters::{Unreadable, Upcasters};
 
-/// The NOTIFY channel the `events_appended` trigger signals on commit.
+/// The NOTIFY channel that wakes readers in other processes after appends ([`wake`]).
 pub const EVENTS_CHANNEL: &str = "vulnledger_events";

@@ -243,6 +243,7 @@ impl OrderedReader {
         Ok(Tail {
             reader: self.clone(),
             listener,
+            local: super::wake::subscribe(&self.pool),
             checkpoint: from,
             batch_size,
             poll_interval: Duration::from_millis(500),
@@ -250,12 +251,18 @@ impl OrderedReader {
     }
 }
 
-/// A reader that waits for new events: woken by the store's NOTIFY, and polling
-/// as well, because a notification can be missed while reconnecting and because
-/// an event that was not yet below the horizon when we were woken needs a retry.
+/// The longest step between looks after a wake-up that found nothing readable yet.
+const RECHECK_MAX: Duration = Duration::from_millis(8);
+
+/// A reader that waits for new events: woken by appends in this process at once and
+/// by other processes' NOTIFY ([`super::wake`]), and polling as well, because a
+/// notification can be missed (a reconnect, an appender that died after its commit)
+/// and because an event that was not yet below the horizon when we were woken needs
+/// a retry.
 pub struct Tail {
     reader: OrderedReader,
     listener: PgListener,
+    local: tokio::sync::watch::Receiver<u64>,
     checkpoint: Checkpoint,
     batch_size: i64,
     poll_interval: Duration,
@@ -274,8 +281,11 @@ impl Tail {
     /// The next non-empty batch; advances the checkpoint past it.
     pub async fn next_batch(&mut self) -> Result<Vec<StoredEvent>, sqlx::Error> {
         // Set after a wake-up that found nothing readable: something committed but an
-        // older transaction still holds the horizon, so look again soon, backing off.
-        let mut recheck: Option<Duration> = None;
+        // older transaction still holds the horizon, so look again soon, backing off
+        // to at most `RECHECK_MAX` (under load the horizon is held by transactions of
+        // a few milliseconds, and a longer step would be lag) until a poll interval
+        // has passed since the wake-up.
+        let mut recheck: Option<(Duration, tokio::time::Instant)> = None;
         loop {
             let batch = self
                 .reader
@@ -285,16 +295,25 @@ impl Tail {
                 self.checkpoint = last.checkpoint();
                 return Ok(batch);
             }
-            if let Some(delay) = recheck {
+            if let Some((delay, woken_at)) = recheck {
                 tokio::time::sleep(delay).await;
-                recheck = Some(delay * 2).filter(|d| *d < self.poll_interval);
+                recheck = Some(((delay * 2).min(RECHECK_MAX), woken_at))
+                    .filter(|_| woken_at.elapsed() < self.poll_interval);
                 continue;
             }
-            match tokio::time::timeout(self.poll_interval, self.listener.try_recv()).await {
-                Ok(Ok(Some(_))) => recheck = Some(Duration::from_millis(1)),
+            let woken = tokio::select! {
+                // The sender lives as long as the process: `changed` cannot fail.
+                _ = self.local.changed() => Ok(Ok(Some(()))),
+                received = self.listener.try_recv() => Ok(received.map(|n| n.map(|_| ()))),
+                () = tokio::time::sleep(self.poll_interval) => Err(()),
+            };
+            match woken {
+                Ok(Ok(Some(()))) => {
+                    recheck = Some((Duration::from_millis(1), tokio::time::Instant::now()))
+                }
                 // The connection dropped; PgListener reconnects on the next call and
                 // the read above covers whatever was appended meanwhile.
-                Ok(Ok(None)) | Err(_) => {}
+                Ok(Ok(None)) | Err(()) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "event notification listener failed; polling");
                     tokio::time::sleep(self.poll_interval).await;

@@ -1,8 +1,8 @@
-//! vulnledger's append path: `EventStore::append` of `NewEvent` rows built by
-//! `NewEvent::from_domain`, inside its own transaction, exactly as
-//! `CommandService` appends (without the command-side index, which is not part of the
-//! event store). The database has all of vulnledger's migrations, so every append
-//! also fills `txid` and `tenant_id` and fires the `vulnledger_events` NOTIFY.
+//! vulnledger's append path: `EventStore::append_alone` of `NewEvent` rows built by
+//! `NewEvent::from_domain` (one statement, its own transaction, then the readers'
+//! wake-up), exactly as `CommandService` appends when it keeps no command-side index
+//! in step. The database has all of vulnledger's migrations, so every append also
+//! fills `txid` and `tenant_id`.
 
 use std::sync::Arc;
 
@@ -66,9 +66,7 @@ impl Writer for OursWriter {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = self.store.pool().begin().await?;
-        let appended = self.store.append(&mut tx, &rows).await?;
-        tx.commit().await?;
+        let appended = self.store.append_alone(&rows).await?;
         ensure!(
             appended.len() == batch,
             "appended {} of {batch}",
