@@ -872,7 +872,7 @@ async fn queries(
             .fetch_one(pool)
             .await?;
     let openssl: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM finding_view WHERE tenant_id = $1 AND search LIKE '%openssl%'",
+        "SELECT count(*) FROM finding_text WHERE tenant_id = $1 AND search LIKE '%openssl%'",
     )
     .bind(tenant)
     .fetch_one(pool)

@@ -161,11 +161,11 @@ impl Consumer for ProjectionConsumer {
         at: &ProjectionCheckpoint,
         events: Vec<ProjectedEvent>,
     ) -> anyhow::Result<ProjectionCheckpoint> {
-        let mut tx = pool.begin().await?;
         // Not waiting for the WAL flush is safe here: a batch lost in a crash is lost
         // together with its checkpoint and applied again from the durable events.
-        sqlx::query("SET LOCAL synchronous_commit TO off")
-            .execute(&mut *tx)
+        // (Sent with BEGIN: one round trip fewer on every batch.)
+        let mut tx = pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit TO off")
             .await?;
         let stored = checkpoint::lock(&mut tx, self.0.name()).await?;
         let at = stored.unwrap_or(*at);

@@ -256,7 +256,8 @@ async fn counters(pool: &PgPool) -> Value {
            'due', (SELECT json_agg(o ORDER BY severity, due_day) FROM open_due_counts o WHERE count <> 0), \
            'assets', (SELECT json_agg(a ORDER BY asset) FROM asset_view a), \
            'scans', (SELECT count(*) FROM finding_scans), \
-           'rows', (SELECT md5(string_agg(v::text, '|' ORDER BY id)) FROM finding_view v))::text",
+           'rows', (SELECT md5(string_agg(v::text, '|' ORDER BY id)) FROM finding_view v), \
+           'texts', (SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM finding_text t))::text",
     )
     .fetch_all(pool)
     .await
@@ -464,7 +465,7 @@ async fn with_nats_an_approval_reaches_its_finding_through_the_approvals_consume
 async fn index_names(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
-         AND tablename IN ('finding_view', 'finding_scans', 'asset_view', 'finding_counts') \
+         AND tablename IN ('finding_view', 'finding_text', 'finding_scans', 'asset_view', 'finding_counts') \
          ORDER BY 1",
     )
     .fetch_all(pool)

@@ -447,3 +447,71 @@ async fn the_sla_policy_is_read_changed_by_admins_only_and_validated() {
     let unchanged = api.get("/api/v1/settings/sla").await;
     assert_eq!(unchanged.body["policy"], policy);
 }
+
+/// Search text is written once per finding, beside its row: a status change rewrites
+/// the row (and every one of its index entries) but never the trigram index, and the
+/// search still answers with the row's current status.
+#[tokio::test]
+async fn triage_rewrites_the_row_but_not_its_search_text() {
+    let app = common::spawn_app().await;
+    let session = app.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&app, &session);
+    let report = serde_json::to_vec(&json!({ "findings": [
+        { "title": "heap overflow in zlib", "severity": "HIGH", "package": "zlib" },
+        { "title": "path traversal", "severity": "LOW", "package": "tar" },
+    ]}))
+    .unwrap();
+    let imported = api.import("api:1", "native", report).await;
+    let found = api
+        .get_after("/api/v1/findings?q=ZLIB", imported.position())
+        .await;
+    assert_eq!(found.body["meta"]["total"], 1, "{}", found.body);
+    let id = found.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let versions = |table: &'static str| {
+        let pool = app.db.pool.clone();
+        let id: uuid::Uuid = id.parse().unwrap();
+        async move {
+            sqlx::query_scalar::<_, String>(&format!(
+                "SELECT xmin::text FROM {table} WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (row_before, text_before) = (
+        versions("finding_view").await,
+        versions("finding_text").await,
+    );
+
+    let confirmed = api
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/findings/{id}/status"),
+            Some("\"1\""),
+            json!({ "status": "CONFIRMED" }),
+        )
+        .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    let found = api
+        .get_after("/api/v1/findings?q=zlib", confirmed.position())
+        .await;
+    assert_eq!(found.body["meta"]["total"], 1);
+    assert_eq!(found.body["data"][0]["status"], "CONFIRMED");
+    let none = api
+        .get_after("/api/v1/findings?q=openssl", confirmed.position())
+        .await;
+    assert_eq!(none.body["meta"]["total"], 0);
+
+    assert_ne!(
+        versions("finding_view").await,
+        row_before,
+        "the row was rewritten"
+    );
+    assert_eq!(
+        versions("finding_text").await,
+        text_before,
+        "the search text was not"
+    );
+}

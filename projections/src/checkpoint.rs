@@ -77,11 +77,14 @@ pub async fn save(
     name: &str,
     at: &ProjectionCheckpoint,
 ) -> Result<(), sqlx::Error> {
+    // One round trip: the notification rides on the statement that saves.
     sqlx::query(
-        "INSERT INTO projection_checkpoints (name, version, txid, position, max_position, events) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (name) DO UPDATE SET version = $2, txid = $3, position = $4, \
-             max_position = $5, events = $6, updated_at = now()",
+        "WITH saved AS ( \
+           INSERT INTO projection_checkpoints (name, version, txid, position, max_position, events) \
+           VALUES ($1, $2, $3, $4, $5, $6) \
+           ON CONFLICT (name) DO UPDATE SET version = $2, txid = $3, position = $4, \
+               max_position = $5, events = $6, updated_at = now()) \
+         SELECT pg_notify($7, $8)",
     )
     .bind(name)
     .bind(at.version)
@@ -89,15 +92,12 @@ pub async fn save(
     .bind(at.position)
     .bind(at.max_position)
     .bind(at.events)
+    .bind(CHANNEL)
+    .bind(format!(
+        "{name} {} {} {}",
+        at.txid, at.position, at.max_position
+    ))
     .execute(&mut *conn)
     .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(format!(
-            "{name} {} {} {}",
-            at.txid, at.position, at.max_position
-        ))
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }

@@ -46,6 +46,7 @@ impl Projection for FindingsProjection {
     fn tables(&self) -> &'static [&'static str] {
         &[
             "finding_view",
+            "finding_text",
             "finding_scans",
             "finding_counts",
             "tenant_counts",
@@ -431,7 +432,13 @@ impl Fold {
             *last_seen = (*last_seen).max(row.last_seen);
             changed.push(row);
         }
+        let new: Vec<&Row> = changed
+            .iter()
+            .copied()
+            .filter(|row| !self.stored.contains_key(&row.id))
+            .collect();
         write::rows(conn, &changed).await?;
+        write::texts(conn, &new).await?;
         write::deltas(conn, &deltas).await?;
         if self.rows.len() >= self.max_rows {
             self.touched.clear();

@@ -91,12 +91,18 @@ impl FindingFilter {
                 .push_bind(scan)
                 .push(")");
         }
+        // Search text and tags are indexed in `finding_text`, which status changes
+        // never rewrite (see the findings projection). Ids are unique across
+        // tenants; the outer query keeps the tenant.
         if let Some(v) = &self.tags {
-            q.push(" AND tags && ").push_bind(v.clone());
+            q.push(" AND id IN (SELECT id FROM finding_text WHERE tags && ")
+                .push_bind(v.clone())
+                .push(")");
         }
         if let Some(text) = &self.text {
-            q.push(" AND search LIKE ")
-                .push_bind(format!("%{}%", escape_like(text)));
+            q.push(" AND id IN (SELECT id FROM finding_text WHERE search LIKE ")
+                .push_bind(format!("%{}%", escape_like(text)))
+                .push(")");
         }
         if let Some(from) = self.first_seen_from {
             q.push(" AND first_seen >= ").push_bind(from);

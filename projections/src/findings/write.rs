@@ -70,11 +70,10 @@ const ROWS_PER_STATEMENT: usize = 10_000;
 /// per row, as the text of a PostgreSQL array literal.
 pub(super) async fn rows(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), ProjectionError> {
     let sql = format!(
-        "INSERT INTO finding_view ({ROW_COLUMNS}, severity_rank, search) \
+        "INSERT INTO finding_view ({ROW_COLUMNS}, severity_rank) \
          SELECT id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
                 installed_version, fixed_version, location, status, first_seen, last_seen, \
-                resolved_at, due_at, risk_acceptance, tags::text[], version, {RANK_SQL}, \
-                lower(concat_ws(' ', title, cve, asset, package)) \
+                resolved_at, due_at, risk_acceptance, tags::text[], version, {RANK_SQL} \
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $6::text[], \
                      $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
                      $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[], \
@@ -118,6 +117,40 @@ pub(super) async fn rows(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), P
             .bind(column(chunk, |r| r.version))
             .execute(&mut *conn)
             .await?;
+    }
+    Ok(())
+}
+
+/// The search text and tags of findings new to the tables. They never change after
+/// detection, so they live apart from `finding_view`: a status change rewrites a
+/// `finding_view` row and every one of its index entries (no HOT update when an
+/// indexed column changes), and the trigram index made that the most expensive part
+/// of a live batch. Rows that are there already are left alone.
+pub(super) async fn texts(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), ProjectionError> {
+    let mut rows = rows.to_vec();
+    rows.sort_unstable_by_key(|r| r.id);
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        fn column<'r, T>(rows: &[&'r Row], f: impl Fn(&'r Row) -> T) -> Vec<T> {
+            rows.iter().map(|r| f(r)).collect()
+        }
+        sqlx::query(
+            "INSERT INTO finding_text (id, tenant_id, search, tags) \
+             SELECT id, tenant_id, lower(concat_ws(' ', title, cve, asset, package)), \
+                    tags::text[] \
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
+                         $6::text[], $7::text[]) \
+                  AS r(id, tenant_id, title, cve, asset, package, tags) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(column(chunk, |r| r.id))
+        .bind(column(chunk, |r| r.tenant_id))
+        .bind(column(chunk, |r| r.title.as_str()))
+        .bind(column(chunk, |r| r.cve.as_deref()))
+        .bind(column(chunk, |r| r.asset.as_str()))
+        .bind(column(chunk, |r| r.package.as_deref()))
+        .bind(column(chunk, |r| array_literal(&r.tags)))
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -171,30 +204,6 @@ pub(super) async fn deltas(conn: &mut PgConnection, d: &Deltas) -> Result<(), Pr
                    "status": status, "count": count, "resolved_seconds": seconds})
         })
         .collect();
-    if !counts.is_empty() {
-        sqlx::query(
-            "INSERT INTO finding_counts AS c \
-             SELECT * FROM jsonb_to_recordset($1) AS d(tenant_id uuid, asset text, \
-                 scanner text, severity text, status text, count bigint, resolved_seconds bigint) \
-             ON CONFLICT (tenant_id, asset, scanner, severity, status) DO UPDATE \
-             SET count = c.count + EXCLUDED.count, \
-                 resolved_seconds = c.resolved_seconds + EXCLUDED.resolved_seconds",
-        )
-        .bind(Value::Array(counts))
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO tenant_counts AS c \
-             SELECT * FROM jsonb_to_recordset($1) AS d(tenant_id uuid, scanner text, \
-                 severity text, status text, count bigint, resolved_seconds bigint) \
-             ON CONFLICT (tenant_id, scanner, severity, status) DO UPDATE \
-             SET count = c.count + EXCLUDED.count, \
-                 resolved_seconds = c.resolved_seconds + EXCLUDED.resolved_seconds",
-        )
-        .bind(Value::Array(tenant_counts))
-        .execute(&mut *conn)
-        .await?;
-    }
     let daily: Vec<Value> = d
         .daily
         .iter()
@@ -205,19 +214,6 @@ pub(super) async fn deltas(conn: &mut PgConnection, d: &Deltas) -> Result<(), Pr
             },
         )
         .collect();
-    if !daily.is_empty() {
-        sqlx::query(
-            "INSERT INTO daily_counts AS c \
-             SELECT * FROM jsonb_to_recordset($1) AS d(tenant_id uuid, day date, \
-                 severity text, new bigint, remediated bigint, opened bigint, closed bigint) \
-             ON CONFLICT (tenant_id, day, severity) DO UPDATE \
-             SET new = c.new + EXCLUDED.new, remediated = c.remediated + EXCLUDED.remediated, \
-                 opened = c.opened + EXCLUDED.opened, closed = c.closed + EXCLUDED.closed",
-        )
-        .bind(Value::Array(daily))
-        .execute(&mut *conn)
-        .await?;
-    }
     let due: Vec<Value> = d
         .open_due
         .iter()
@@ -227,14 +223,43 @@ pub(super) async fn deltas(conn: &mut PgConnection, d: &Deltas) -> Result<(), Pr
                    "count": count})
         })
         .collect();
-    if !due.is_empty() {
+    // One statement for the four counter tables (data-modifying CTEs each run to
+    // completion, read or not): a live batch is a handful of round trips, and each
+    // costs more than the few rows it carries.
+    if !counts.is_empty() || !daily.is_empty() || !due.is_empty() {
         sqlx::query(
-            "INSERT INTO open_due_counts AS c \
-             SELECT * FROM jsonb_to_recordset($1) AS d(tenant_id uuid, severity text, \
-                 due_day date, count bigint) \
-             ON CONFLICT (tenant_id, severity, due_day) DO UPDATE \
-             SET count = c.count + EXCLUDED.count",
+            "WITH finding AS ( \
+               INSERT INTO finding_counts AS c \
+               SELECT * FROM jsonb_to_recordset($1) AS d(tenant_id uuid, asset text, \
+                   scanner text, severity text, status text, count bigint, resolved_seconds bigint) \
+               ON CONFLICT (tenant_id, asset, scanner, severity, status) DO UPDATE \
+               SET count = c.count + EXCLUDED.count, \
+                   resolved_seconds = c.resolved_seconds + EXCLUDED.resolved_seconds), \
+             tenant AS ( \
+               INSERT INTO tenant_counts AS c \
+               SELECT * FROM jsonb_to_recordset($2) AS d(tenant_id uuid, scanner text, \
+                   severity text, status text, count bigint, resolved_seconds bigint) \
+               ON CONFLICT (tenant_id, scanner, severity, status) DO UPDATE \
+               SET count = c.count + EXCLUDED.count, \
+                   resolved_seconds = c.resolved_seconds + EXCLUDED.resolved_seconds), \
+             daily AS ( \
+               INSERT INTO daily_counts AS c \
+               SELECT * FROM jsonb_to_recordset($3) AS d(tenant_id uuid, day date, \
+                   severity text, new bigint, remediated bigint, opened bigint, closed bigint) \
+               ON CONFLICT (tenant_id, day, severity) DO UPDATE \
+               SET new = c.new + EXCLUDED.new, remediated = c.remediated + EXCLUDED.remediated, \
+                   opened = c.opened + EXCLUDED.opened, closed = c.closed + EXCLUDED.closed), \
+             due AS ( \
+               INSERT INTO open_due_counts AS c \
+               SELECT * FROM jsonb_to_recordset($4) AS d(tenant_id uuid, severity text, \
+                   due_day date, count bigint) \
+               ON CONFLICT (tenant_id, severity, due_day) DO UPDATE \
+               SET count = c.count + EXCLUDED.count) \
+             SELECT 1",
         )
+        .bind(Value::Array(counts))
+        .bind(Value::Array(tenant_counts))
+        .bind(Value::Array(daily))
         .bind(Value::Array(due))
         .execute(&mut *conn)
         .await?;
