@@ -93,13 +93,15 @@ impl Application {
                 shutdown.clone(),
                 self.state.config.risk_expiry_sweep,
             );
-            crate::relay::spawn(
-                self.state.pool.clone(),
-                self.state.config.nats_url.clone(),
-                shutdown.clone(),
-            )
-            .await
-            .context("starting the event relay")?;
+            // Without NATS the relay would feed an in-process bus that nothing in
+            // `serve` subscribes to (the workers and the live feed follow the store
+            // itself): reading every event again for nobody. Embedders that want
+            // the bus call `relay::spawn` and keep its sender.
+            if let Some(url) = &self.state.config.nats_url {
+                crate::relay::spawn(self.state.pool.clone(), Some(url.clone()), shutdown.clone())
+                    .await
+                    .context("starting the event relay")?;
+            }
         }
         tracing::info!(%addr, "vulnledger is listening");
         axum::serve(

@@ -12,7 +12,7 @@ use cqrs_es::Aggregate;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::store::{EventStore, NewEvent, StoreError};
+use crate::store::{Alongside, EventStore, NewEvent, StoreError};
 
 /// How many times a command without If-Match is re-run after losing a race.
 const MAX_ATTEMPTS: usize = 5;
@@ -104,6 +104,12 @@ pub trait Inline<A>: Send + Sync {
     /// Whether `apply` does nothing, so the append needs no transaction of its own.
     fn is_nothing(&self) -> bool {
         false
+    }
+
+    /// The same change as `apply`, as a CTE the append statement can carry (one
+    /// round trip instead of BEGIN, append, change, COMMIT), if it can be one.
+    fn alongside(&self, _tenant_id: Uuid, _aggregate_id: &str, _state: &A) -> Option<Alongside> {
+        None
     }
 }
 
@@ -273,8 +279,9 @@ impl CommandService {
         state: &A,
         inline: &dyn Inline<A>,
     ) -> Result<Vec<crate::store::Appended>, StoreError> {
-        let appended = if inline.is_nothing() {
-            self.store.append_alone(rows).await?
+        let alongside = inline.alongside(tenant_id, aggregate_id, state);
+        let appended = if alongside.is_some() || inline.is_nothing() {
+            self.store.append_alone(rows, alongside.as_ref()).await?
         } else {
             let mut tx = self.store.pool().begin().await?;
             let appended = self.store.append(&mut tx, rows).await?;

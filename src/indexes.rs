@@ -7,6 +7,7 @@ use uuid::Uuid;
 use vulnledger_aggregates::{Approval, Finding, FindingStatus, Scan};
 
 use crate::commands::Inline;
+use crate::store::Alongside;
 
 /// Status and risk-acceptance deadline of a finding, for imports and the expiry timer.
 pub struct FindingIndex;
@@ -20,11 +21,7 @@ impl Inline<Finding> for FindingIndex {
         aggregate_id: &str,
         finding: &Finding,
     ) -> Result<(), sqlx::Error> {
-        let expires_at = finding
-            .risk_acceptance
-            .as_ref()
-            .filter(|_| finding.status == FindingStatus::RiskAccepted)
-            .map(|r| r.expires_at);
+        let expires_at = risk_expires_at(finding);
         sqlx::query(
             "UPDATE finding_index SET status = $3, risk_expires_at = $4 \
              WHERE tenant_id = $1 AND finding_id = $2",
@@ -37,6 +34,37 @@ impl Inline<Finding> for FindingIndex {
         .await?;
         Ok(())
     }
+
+    fn alongside(
+        &self,
+        tenant_id: Uuid,
+        aggregate_id: &str,
+        finding: &Finding,
+    ) -> Option<Alongside> {
+        Some(Alongside {
+            sql: "UPDATE finding_index SET status = $8::jsonb->>'status', \
+                      risk_expires_at = ($8::jsonb->>'risk_expires_at')::timestamptz \
+                  WHERE tenant_id = ($8::jsonb->>'tenant_id')::uuid \
+                    AND finding_id = ($8::jsonb->>'finding_id')::uuid",
+            args: serde_json::json!({
+                "status": finding.status.to_string(),
+                // Microseconds, as a bound timestamptz would be stored.
+                "risk_expires_at": risk_expires_at(finding)
+                    .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                "tenant_id": tenant_id,
+                "finding_id": aggregate_id.parse::<Uuid>().unwrap_or_default(),
+            }),
+        })
+    }
+}
+
+/// When an accepted risk of `finding` expires; `None` unless it is RISK_ACCEPTED.
+fn risk_expires_at(finding: &Finding) -> Option<chrono::DateTime<chrono::Utc>> {
+    finding
+        .risk_acceptance
+        .as_ref()
+        .filter(|_| finding.status == FindingStatus::RiskAccepted)
+        .map(|r| r.expires_at)
 }
 
 /// One pending approval per finding, and the approvals list.

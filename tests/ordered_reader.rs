@@ -172,7 +172,7 @@ async fn a_tail_is_woken_by_an_append_in_its_own_process_not_the_poll() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let appended_at = Instant::now();
     store
-        .append_alone(&[event(Uuid::now_v7(), "n", 1)])
+        .append_alone(&[event(Uuid::now_v7(), "n", 1)], None)
         .await
         .unwrap();
     let (batch, seen_at) = tokio::time::timeout(Duration::from_secs(45), waiter)
@@ -198,7 +198,7 @@ async fn other_processes_hear_of_an_append_after_it_commits() {
         .await
         .unwrap();
     store
-        .append_alone(&[event(Uuid::now_v7(), "n", 1)])
+        .append_alone(&[event(Uuid::now_v7(), "n", 1)], None)
         .await
         .unwrap();
     let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())

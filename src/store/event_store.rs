@@ -94,6 +94,28 @@ pub struct Appended {
     pub position: i64,
 }
 
+/// The append statement: $1-$7 are the rows' columns as arrays.
+const APPEND: &str = "INSERT INTO events \
+       (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+     SELECT t.aggregate_type, t.aggregate_id, t.sequence, t.event_type, t.event_version, \
+            t.payload, t.metadata \
+     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+         $6::jsonb[], $7::jsonb[]) WITH ORDINALITY \
+       AS t(aggregate_type, aggregate_id, sequence, event_type, event_version, \
+            payload, metadata, ord) \
+     ORDER BY t.ord \
+     RETURNING aggregate_type, aggregate_id, sequence, position";
+
+/// Command-side state changed by the same statement that appends, as a
+/// data-modifying CTE (`WITH alongside AS (..) INSERT INTO events ..`): the append and
+/// the change are one round trip, atomic without BEGIN and COMMIT. `sql` reads its
+/// arguments from `$8` (`args`, a JSON object).
+#[derive(Debug, Clone)]
+pub struct Alongside {
+    pub sql: &'static str,
+    pub args: Value,
+}
+
 #[derive(Clone)]
 pub struct EventStore {
     pool: PgPool,
@@ -244,6 +266,16 @@ impl EventStore {
         conn: &mut PgConnection,
         events: &[NewEvent],
     ) -> Result<Vec<Appended>, StoreError> {
+        self.append_with(conn, events, None).await
+    }
+
+    /// [`append`](Self::append), with `alongside` changed by the same statement.
+    async fn append_with(
+        &self,
+        conn: &mut PgConnection,
+        events: &[NewEvent],
+        alongside: Option<&Alongside>,
+    ) -> Result<Vec<Appended>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -267,27 +299,22 @@ impl EventStore {
         }
         // WITH ORDINALITY + ORDER BY makes positions follow the order given, so an
         // aggregate's sequences always get increasing positions.
-        let rows = sqlx::query(
-            "INSERT INTO events \
-               (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-             SELECT t.aggregate_type, t.aggregate_id, t.sequence, t.event_type, t.event_version, \
-                    t.payload, t.metadata \
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-                         $6::jsonb[], $7::jsonb[]) WITH ORDINALITY \
-               AS t(aggregate_type, aggregate_id, sequence, event_type, event_version, \
-                    payload, metadata, ord) \
-             ORDER BY t.ord \
-             RETURNING aggregate_type, aggregate_id, sequence, position",
-        )
-        .bind(&types)
-        .bind(&ids)
-        .bind(&sequences)
-        .bind(&event_types)
-        .bind(&versions)
-        .bind(&payloads)
-        .bind(&metadata)
-        .fetch_all(&mut *conn)
-        .await?;
+        let sql = match alongside {
+            Some(a) => format!("WITH alongside AS ({}) {APPEND}", a.sql),
+            None => APPEND.to_owned(),
+        };
+        let mut query = sqlx::query(&sql)
+            .bind(&types)
+            .bind(&ids)
+            .bind(&sequences)
+            .bind(&event_types)
+            .bind(&versions)
+            .bind(&payloads)
+            .bind(&metadata);
+        if let Some(a) = alongside {
+            query = query.bind(&a.args);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
 
         let mut appended = rows
             .into_iter()
@@ -304,12 +331,17 @@ impl EventStore {
         Ok(appended)
     }
 
-    /// Appends `events` as one statement of its own (atomic without BEGIN and COMMIT,
-    /// two round trips fewer) and wakes the readers ([`super::wake`]): the path of a
-    /// command that keeps no other state in step.
-    pub async fn append_alone(&self, events: &[NewEvent]) -> Result<Vec<Appended>, StoreError> {
+    /// Appends `events` as one statement of its own, with `alongside` if given
+    /// (atomic without BEGIN and COMMIT, two round trips fewer), and wakes the readers
+    /// ([`super::wake`]): the path of a command whose other state, if any, one CTE
+    /// can change.
+    pub async fn append_alone(
+        &self,
+        events: &[NewEvent],
+        alongside: Option<&Alongside>,
+    ) -> Result<Vec<Appended>, StoreError> {
         let appended = self
-            .append(&mut *self.pool.acquire().await?, events)
+            .append_with(&mut *self.pool.acquire().await?, events, alongside)
             .await?;
         super::wake::committed(&self.pool);
         Ok(appended)

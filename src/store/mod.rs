@@ -10,7 +10,7 @@ pub mod reader;
 pub mod upcasters;
 pub mod wake;
 
-pub use event_store::{Appended, EventStore, Loaded, NewEvent, StoreError};
+pub use event_store::{Alongside, Appended, EventStore, Loaded, NewEvent, StoreError};
 pub use reader::{Checkpoint, OrderedReader, StoredEvent, Tail, UnreadableEvent};
 pub use upcasters::{Unreadable, Upcasters};
 

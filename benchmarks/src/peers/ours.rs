@@ -66,7 +66,7 @@ impl Writer for OursWriter {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let appended = self.store.append_alone(&rows).await?;
+        let appended = self.store.append_alone(&rows, None).await?;
         ensure!(
             appended.len() == batch,
             "appended {} of {batch}",
