@@ -142,6 +142,12 @@ pub async fn print_machine(pool: &PgPool) -> anyhow::Result<()> {
         "work_mem",
         "effective_cache_size",
         "synchronous_commit",
+        // Random updates write a full page image on each page's first change after
+        // a checkpoint: these decide how often that happens and what it costs.
+        "max_wal_size",
+        "checkpoint_timeout",
+        "wal_compression",
+        "ssl",
     ] {
         let v: String = sqlx::query_scalar(&format!("SHOW {name}"))
             .fetch_one(pool)
@@ -155,5 +161,17 @@ pub async fn print_machine(pool: &PgPool) -> anyhow::Result<()> {
     );
     println!("postgres: {version}");
     println!("postgres settings: {}", settings.join(", "));
+    let encrypted: Option<bool> =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_optional(pool)
+            .await?;
+    println!(
+        "connections to postgres: {}",
+        if encrypted == Some(true) {
+            "TLS (sslmode in TEST_DATABASE_URL)"
+        } else {
+            "plain TCP (sslmode=disable)"
+        }
+    );
     Ok(())
 }
