@@ -751,3 +751,74 @@ async fn a_second_rebuild_of_the_same_projection_is_refused_while_one_runs() {
         .unwrap_err();
     assert!(refused.to_string().contains("already running"), "{refused}");
 }
+
+/// `finding_view` as a table: a rebuild swaps in a new one, a catch-up keeps it.
+async fn finding_view_oid(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT 'finding_view'::regclass::oid::bigint")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Appends `n` events the findings projection ignores, in one statement.
+async fn unrelated_events(pool: &PgPool, tenant: Uuid, n: i64) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                             payload, metadata) \
+         SELECT 'probe', $3 || '-' || g, 1, 'Probed', '1.0', '{\"Probed\": {}}', \
+                jsonb_build_object('tenant_id', $1::text) \
+         FROM generate_series(1, $2) AS g",
+    )
+    .bind(tenant.to_string())
+    .bind(n)
+    .bind(Uuid::now_v7().to_string())
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// A worker that starts with more than 100,000 events (and more than it has applied)
+/// waiting rebuilds into fresh tables, which is several times faster than batches;
+/// with fewer it catches up batch by batch. Either way the read model ends the same.
+#[tokio::test]
+async fn a_worker_far_behind_rebuilds_instead_of_catching_up() {
+    let app = common::spawn_app_with(|c| c.run_workers = false).await;
+    let session = app.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&app, &session);
+    eventful_history(&app, &api).await;
+    let projection = vulnledger_projections::named("findings").unwrap();
+    let tenant = session.tenant_id;
+    drop(caught_up(app.db.pool.clone(), projection.clone()).await);
+    let expected = counters(&app.db.pool).await;
+
+    // A little behind: batch by batch, into the same table.
+    unrelated_events(&app.db.pool, tenant, 1_000).await;
+    let before = finding_view_oid(&app.db.pool).await;
+    drop(caught_up(app.db.pool.clone(), projection.clone()).await);
+    assert_eq!(
+        finding_view_oid(&app.db.pool).await,
+        before,
+        "caught up in place"
+    );
+
+    // Far behind: more than 100,000 events and more than it has applied.
+    unrelated_events(&app.db.pool, tenant, 100_001).await;
+    let head: i64 = sqlx::query_scalar("SELECT max(position) FROM events")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    let started = Worker::for_projection(app.db.pool.clone(), projection.clone())
+        .await
+        .unwrap();
+    assert_ne!(
+        finding_view_oid(&app.db.pool).await,
+        before,
+        "rebuilt into fresh tables and swapped in"
+    );
+    assert_eq!(
+        started.checkpoint().position,
+        head,
+        "the rebuild read to the head"
+    );
+    assert_eq!(counters(&app.db.pool).await, expected);
+}
