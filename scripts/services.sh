@@ -14,8 +14,8 @@
 #
 # Reads (all optional):
 #   VULNLEDGER_PG_PORT        (5432)  VULNLEDGER_NATS_PORT (4222)
-#   DATABASE_URL              (postgres://postgres@127.0.0.1:$VULNLEDGER_PG_PORT/vulnledger)
-#   TEST_DATABASE_URL         (postgres://postgres@127.0.0.1:$VULNLEDGER_PG_PORT/postgres)
+#   DATABASE_URL              (postgres://postgres@127.0.0.1:$VULNLEDGER_PG_PORT/vulnledger?sslmode=disable)
+#   TEST_DATABASE_URL         (postgres://postgres@127.0.0.1:$VULNLEDGER_PG_PORT/postgres?sslmode=disable)
 #   NATS_URL                  (nats://127.0.0.1:$VULNLEDGER_NATS_PORT)
 #   VULNLEDGER_SERVICES_TIMEOUT  seconds to wait for readiness (60)
 #   VULNLEDGER_PG_BINDIR      directory holding initdb/pg_ctl (auto-detected)
@@ -34,8 +34,10 @@ fi
 # ---------------------------------------------------------------- config ----
 VULNLEDGER_PG_PORT="${VULNLEDGER_PG_PORT:-5432}"
 VULNLEDGER_NATS_PORT="${VULNLEDGER_NATS_PORT:-4222}"
-DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:${VULNLEDGER_PG_PORT}/vulnledger}"
-TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:${VULNLEDGER_PG_PORT}/postgres}"
+# No TLS to a server on loopback: it protects nothing there and, on two cores, made
+# commands several times slower (docs/scaling.md, "Settings for write-heavy triage").
+DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:${VULNLEDGER_PG_PORT}/vulnledger?sslmode=disable}"
+TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:${VULNLEDGER_PG_PORT}/postgres?sslmode=disable}"
 NATS_URL="${NATS_URL:-nats://127.0.0.1:${VULNLEDGER_NATS_PORT}}"
 export VULNLEDGER_PG_PORT VULNLEDGER_NATS_PORT DATABASE_URL TEST_DATABASE_URL NATS_URL
 

@@ -187,8 +187,9 @@ impl Report<'_> {
              scripts/bench.sh         # release build, full run, rewrites this section\n\
              scripts/bench-smoke.sh   # seconds: every store and mode with tiny counts, nothing written (CI runs it)\n\
              ```\n\n\
-             Both need PostgreSQL at `TEST_DATABASE_URL` (default \
-             `postgres://postgres@127.0.0.1:5432/postgres`). The peers' crates are only in the \
+             Both need PostgreSQL at `TEST_DATABASE_URL` (`scripts/services.sh` fills in \
+             `postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable`: no TLS on \
+             loopback). The peers' crates are only in the \
              `vulnledger-bench` crate (`benchmarks/`), which `scripts/test.sh` does not build.\n"
         );
         let _ = writeln!(
