@@ -345,17 +345,13 @@ async fn an_export_holds_exactly_what_was_committed_when_it_started() {
     assert_eq!(export_positions(&db.pool, &filter).await, now);
 }
 
-/// Two exports to the same file at once (a scheduled job and a person, say) each
-/// write their own partial file: both succeed, the file is one whole export, and no
-/// partial file is left.
-#[tokio::test]
-async fn concurrent_exports_to_the_same_file_both_succeed_and_do_not_mix() {
+/// A database whose tenant `acme` has three export chunks of events.
+async fn acme_with_three_chunks() -> common::TestDb {
     let db = common::fresh_db().await;
     let tenant = vulnledger::identity::create_tenant(&db.pool, "acme", "Acme")
         .await
         .unwrap()
         .id;
-    // Several chunks, so that the two exports overlap.
     let events: Vec<NewEvent> = (0..audit::CHUNK * 3)
         .map(|i| probe(tenant, &format!("e-{i}")))
         .collect();
@@ -364,6 +360,16 @@ async fn concurrent_exports_to_the_same_file_both_succeed_and_do_not_mix() {
         .append(&mut conn, &events)
         .await
         .unwrap();
+    db
+}
+
+/// Two exports to the same file at once (a scheduled job and a person, say) each
+/// write their own partial file: both succeed, the file is one whole export, and no
+/// partial file is left.
+#[tokio::test]
+async fn concurrent_exports_to_the_same_file_both_succeed_and_do_not_mix() {
+    // Several chunks, so that the two exports overlap.
+    let db = acme_with_three_chunks().await;
 
     let dir = std::env::temp_dir().join(format!("vl-audit-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -418,19 +424,7 @@ async fn concurrent_exports_to_the_same_file_both_succeed_and_do_not_mix() {
 /// removes its temporary file: the path keeps what it held.
 #[tokio::test]
 async fn an_interrupted_export_removes_its_temporary_file() {
-    let db = common::fresh_db().await;
-    let tenant = vulnledger::identity::create_tenant(&db.pool, "acme", "Acme")
-        .await
-        .unwrap()
-        .id;
-    let events: Vec<NewEvent> = (0..audit::CHUNK * 3)
-        .map(|i| probe(tenant, &format!("e-{i}")))
-        .collect();
-    let mut conn = db.pool.acquire().await.unwrap();
-    EventStore::new(db.pool.clone())
-        .append(&mut conn, &events)
-        .await
-        .unwrap();
+    let db = acme_with_three_chunks().await;
 
     let dir = std::env::temp_dir().join(format!("vl-audit-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -185,6 +185,16 @@ async fn a_tail_is_woken_by_an_append_in_its_own_process_not_the_poll() {
     assert!(seen_at.duration_since(appended_at) < Duration::from_secs(30));
 }
 
+/// A connection listening where other processes hear of appends.
+async fn listening(url: &str) -> sqlx::postgres::PgListener {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await.unwrap();
+    listener
+        .listen(vulnledger::store::EVENTS_CHANNEL)
+        .await
+        .unwrap();
+    listener
+}
+
 /// Readers in other processes (a `worker` beside `serve`) are woken by a NOTIFY that
 /// the appending process sends after its commit: here a plain listener stands in
 /// for such a process.
@@ -192,11 +202,7 @@ async fn a_tail_is_woken_by_an_append_in_its_own_process_not_the_poll() {
 async fn other_processes_hear_of_an_append_after_it_commits() {
     let db = common::fresh_db().await;
     let store = EventStore::new(db.pool.clone());
-    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
-    listener
-        .listen(vulnledger::store::EVENTS_CHANNEL)
-        .await
-        .unwrap();
+    let mut listener = listening(&db.url).await;
     store
         .append_alone(&[event(Uuid::now_v7(), "n", 1)], None)
         .await
@@ -216,11 +222,7 @@ async fn other_processes_hear_of_an_append_after_it_commits() {
 async fn the_appending_transaction_itself_sends_no_notification() {
     let db = common::fresh_db().await;
     let store = EventStore::new(db.pool.clone());
-    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
-    listener
-        .listen(vulnledger::store::EVENTS_CHANNEL)
-        .await
-        .unwrap();
+    let mut listener = listening(&db.url).await;
     let mut tx = db.pool.begin().await.unwrap();
     store
         .append(&mut tx, &[event(Uuid::now_v7(), "n", 1)])
