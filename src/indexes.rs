@@ -14,6 +14,8 @@ pub struct FindingIndex;
 
 #[async_trait::async_trait]
 impl Inline<Finding> for FindingIndex {
+    /// The statement of [`alongside`](Inline::alongside), on its own (commands carry
+    /// it in the append; this is for callers inside a transaction of their own).
     async fn apply(
         &self,
         conn: &mut PgConnection,
@@ -21,17 +23,14 @@ impl Inline<Finding> for FindingIndex {
         aggregate_id: &str,
         finding: &Finding,
     ) -> Result<(), sqlx::Error> {
-        let expires_at = risk_expires_at(finding);
-        sqlx::query(
-            "UPDATE finding_index SET status = $3, risk_expires_at = $4 \
-             WHERE tenant_id = $1 AND finding_id = $2",
-        )
-        .bind(tenant_id)
-        .bind(aggregate_id.parse::<Uuid>().unwrap_or_default())
-        .bind(finding.status.to_string())
-        .bind(expires_at)
-        .execute(conn)
-        .await?;
+        let Some(change) = self.alongside(tenant_id, aggregate_id, finding) else {
+            return Ok(());
+        };
+        // Alone, its one argument is the first.
+        sqlx::query(&change.sql.replace("$8", "$1"))
+            .bind(change.args)
+            .execute(conn)
+            .await?;
         Ok(())
     }
 

@@ -604,3 +604,67 @@ async fn another_tenants_finding_and_approval_are_not_found() {
     let (_, list, _) = intruder.get("/api/v1/approvals").await;
     assert_eq!(list["meta"]["total"], 0);
 }
+
+/// The finding index is changed by the command's own statement; the same change made
+/// on its own (`Inline::apply`, for callers with a transaction of their own) leaves
+/// the same row.
+#[tokio::test]
+async fn the_finding_index_change_is_the_same_carried_by_the_append_or_alone() {
+    use vulnledger::commands::Inline;
+    use vulnledger_aggregates::{Finding, FindingStatus};
+
+    let app = common::spawn_app().await;
+    let session = app.signed_in("acme", Role::Admin).await;
+    let api = common::api::Api::new(&app, &session);
+    let report = serde_json::to_vec(&json!({ "findings": [
+        { "title": "weak cipher", "severity": "LOW", "package": "openssl" },
+    ]}))
+    .unwrap();
+    let imported = api.import("api:1", "native", report).await;
+    let list = api.get_after("/api/v1/findings", imported.position()).await;
+    let id = list.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let expires = (Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let accepted = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/findings/{id}/accept-risk"),
+            Some("\"1\""),
+            json!({ "justification": "compensating control", "expiresAt": expires }),
+        )
+        .await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let index_row = || async {
+        sqlx::query_as::<_, (String, Option<chrono::DateTime<Utc>>)>(
+            "SELECT status, risk_expires_at FROM finding_index WHERE finding_id = $1",
+        )
+        .bind(id.parse::<Uuid>().unwrap())
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+    };
+    let carried = index_row().await;
+    assert_eq!(carried.0, "RISK_ACCEPTED");
+    assert!(carried.1.is_some());
+
+    // Wipe the row's state, then let `apply` write it again from the aggregate.
+    sqlx::query(
+        "UPDATE finding_index SET status = 'OPEN', risk_expires_at = NULL WHERE finding_id = $1",
+    )
+    .bind(id.parse::<Uuid>().unwrap())
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let finding = vulnledger::store::EventStore::new(app.db.pool.clone())
+        .load::<Finding>(session.tenant_id, &id)
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(finding.status, FindingStatus::RiskAccepted);
+    let mut tx = app.db.pool.begin().await.unwrap();
+    vulnledger::indexes::FindingIndex
+        .apply(&mut tx, session.tenant_id, &id, &finding)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(index_row().await, carried);
+}
