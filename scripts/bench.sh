@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # scripts/bench.sh - the benchmark suite, full run, written into docs/benchmarks.md.
 #
-#   scripts/bench.sh [--seconds N]
+#   scripts/bench.sh [--seconds N]     (--seconds: per store and mode of store-append)
 #
 # 1. brings up PostgreSQL (scripts/services.sh) and exports TEST_DATABASE_URL;
 # 2. builds the vulnledger-bench crate (benchmarks/) in release;
-# 3. runs it: event-store append of ours beside postgres-es, esrs and disintegrate,
-#    1 and 32 writers, 1 and 100 events per transaction, each store in a fresh
-#    database vulnledger_bench_<uuid> that is dropped at the end (about 4 minutes with
-#    the default 10 s per store and mode);
-# 4. replaces the section between `<!-- bench:store-append -->` and
-#    `<!-- /bench:store-append -->` in docs/benchmarks.md (appends it if missing) with
-#    the machine, the command and the tables. Hand-written notes after the end marker
-#    are kept.
-# A store or mode that fails makes it exit non-zero without touching the docs.
+# 3. runs its parts, each store or server in a fresh database vulnledger_bench_<uuid>
+#    that is dropped at the end:
+#    - store-append: ours beside postgres-es, esrs and disintegrate, 1 and 32 writers,
+#      1 and 100 events per transaction (about 4 minutes with the default 10 s per store
+#      and mode; --seconds N changes that);
+#    - http-commands: `vulnledger serve` beside cqrs-es behind axum, each in a child
+#      process, PATCH status commands at 500, 1,000, 2,000 and 5,000/s open loop, with
+#      vulnledger's projection lag (about 8 minutes);
+#    - import: the same two servers, grype/many_vulns.json three times and a generated
+#      100k-finding Grype report once, over HTTP (about 3 minutes);
+#    - read-models: `cargo bench --bench read_models` at 1M findings: finding queries
+#      and KPIs over HTTP with the OFFSET + count(*) pattern beside them, projection lag
+#      at 200/s and 1,000/s in-process and through NATS (about 12 minutes);
+# 4. after each part, replaces its section between `<!-- bench:NAME -->` and
+#    `<!-- /bench:NAME -->` in docs/benchmarks.md (appends it if missing) with the
+#    machine, the command and the tables. Hand-written notes after an end marker are kept.
+# A part that fails stops it with a non-zero exit, leaving that part's section and the
+# later ones as they were (the sections of the parts before it are already written).
 # scripts/bench-smoke.sh is the quick run that CI does.
 set -euo pipefail
 
@@ -23,22 +32,39 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/services.sh
 
 doc=docs/benchmarks.md
-section="$(mktemp)"
-trap 'rm -f "$section" "$doc.bench-tmp"' EXIT
+sections="$(mktemp -d)"
+trap 'rm -rf "$sections" "$doc.bench-tmp"' EXIT
+
+# Replaces the part of $doc between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`
+# with FILE (which holds both markers), or appends FILE when the markers are missing.
+splice() {
+  local name="$1" file="$2"
+  local begin="<!-- bench:$name -->" end="<!-- /bench:$name -->"
+  if grep -qF "$begin" "$doc"; then
+    awk -v file="$file" -v begin="$begin" -v end="$end" '
+      $0 == begin { while ((getline line < file) > 0) print line; skip = 1; next }
+      $0 == end && skip { skip = 0; next }
+      !skip { print }
+    ' "$doc" > "$doc.bench-tmp"
+    mv "$doc.bench-tmp" "$doc"
+  else
+    { printf '\n'; cat "$file"; } >> "$doc"
+  fi
+  echo "bench: wrote the $name section of $doc"
+}
 
 cargo build --release -p vulnledger-bench
-cargo run --quiet --release -p vulnledger-bench -- --markdown "$section" "$@"
+bench() { cargo run --quiet --release -p vulnledger-bench -- "$@"; }
 
-begin='<!-- bench:store-append -->'
-end='<!-- /bench:store-append -->'
-if grep -qF "$begin" "$doc"; then
-  awk -v file="$section" -v begin="$begin" -v end="$end" '
-    $0 == begin { while ((getline line < file) > 0) print line; skip = 1; next }
-    $0 == end && skip { skip = 0; next }
-    !skip { print }
-  ' "$doc" > "$doc.bench-tmp"
-  mv "$doc.bench-tmp" "$doc"
-else
-  { printf '\n'; cat "$section"; } >> "$doc"
-fi
-echo "bench: wrote the store-append section of $doc"
+# Each part writes its section only when it succeeded as a whole.
+bench --markdown "$sections/store-append.md" "$@"
+splice store-append "$sections/store-append.md"
+
+bench http --markdown "$sections/http-commands.md"
+splice http-commands "$sections/http-commands.md"
+
+bench import --markdown "$sections/import.md"
+splice import "$sections/import.md"
+
+cargo bench --bench read_models -- --markdown "$sections/read-models.md"
+splice read-models "$sections/read-models.md"

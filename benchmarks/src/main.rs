@@ -7,6 +7,8 @@
 //! vulnledger-bench --seconds 5     # full run, 5 s per store and mode
 //! vulnledger-bench --markdown F    # also write the docs section (table, machine) to F
 //! vulnledger-bench --only ours --mode 32x100 --no-diagnostics   # one cell, for profiling
+//! vulnledger-bench http [--smoke]  # HTTP commands at fixed rates, beside cqrs-es (src/http)
+//! vulnledger-bench import [--smoke] # report import over HTTP, beside cqrs-es (src/http/import.rs)
 //! ```
 //!
 //! Stores: ours (`vulnledger::store::EventStore::append`, as commands append),
@@ -22,6 +24,7 @@
 
 mod diagnostics;
 mod fixture;
+mod http;
 mod machine;
 mod peers;
 mod report;
@@ -454,6 +457,14 @@ async fn run(plan: Plan) -> anyhow::Result<bool> {
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1).peekable();
+    match args.peek().map(String::as_str) {
+        Some("http") => return http::main(args.skip(1)),
+        Some("import") => return http::import::main(args.skip(1)),
+        // The servers of `http`, each in a child process of its own.
+        Some("serve-child") => return http::serve_child(args.skip(1)),
+        _ => {}
+    }
     let plan = match Plan::from_args() {
         Ok(plan) => plan,
         Err(e) => {

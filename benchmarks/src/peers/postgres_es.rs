@@ -16,7 +16,7 @@ use crate::fixture::Fixture;
 
 /// postgres-es 0.5's `db/init.sql`, the tables it reads and writes (without its sample
 /// view and test rows).
-const SCHEMA: &str = "
+pub const SCHEMA: &str = "
 CREATE TABLE events
 (
     aggregate_type text                         NOT NULL,
