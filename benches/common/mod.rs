@@ -116,8 +116,9 @@ pub fn load_average() -> String {
         .join(" ")
 }
 
-/// Cores, CPU model, memory, load, and the PostgreSQL settings that move the figures.
-pub async fn print_machine(pool: &PgPool) -> anyhow::Result<()> {
+/// Cores, CPU model, memory, load, and the PostgreSQL settings that move the figures:
+/// printed, and returned as the same lines.
+pub async fn print_machine(pool: &PgPool) -> anyhow::Result<String> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_kib: u64 = meminfo
@@ -154,24 +155,24 @@ pub async fn print_machine(pool: &PgPool) -> anyhow::Result<()> {
             .await?;
         settings.push(format!("{name}={v}"));
     }
-    println!(
-        "machine: {cores} cores ({cpu}), {:.1} GiB memory, load average {}",
-        mem_kib as f64 / 1024.0 / 1024.0,
-        load_average()
-    );
-    println!("postgres: {version}");
-    println!("postgres settings: {}", settings.join(", "));
     let encrypted: Option<bool> =
         sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
             .fetch_optional(pool)
             .await?;
-    println!(
-        "connections to postgres: {}",
+    let description = format!(
+        "machine: {cores} cores ({cpu}), {:.1} GiB memory, load average {}\n\
+         postgres: {version}\n\
+         postgres settings: {}\n\
+         connections to postgres: {}\n",
+        mem_kib as f64 / 1024.0 / 1024.0,
+        load_average(),
+        settings.join(", "),
         if encrypted == Some(true) {
             "TLS (sslmode in TEST_DATABASE_URL)"
         } else {
             "plain TCP (sslmode=disable)"
         }
     );
-    Ok(())
+    print!("{description}");
+    Ok(description)
 }
