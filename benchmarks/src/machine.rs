@@ -71,6 +71,20 @@ impl Machine {
         })
     }
 
+    /// Described through a scratch database of its own, dropped again.
+    pub async fn on_scratch() -> anyhow::Result<Self> {
+        let scratch = crate::scratch::Scratch::create().await?;
+        let described = async {
+            let pool = scratch.pool(1).await?;
+            let m = Self::describe(&pool).await;
+            pool.close().await;
+            m
+        }
+        .await;
+        scratch.drop_database().await?;
+        described
+    }
+
     pub fn markdown(&self) -> String {
         let settings = self
             .settings

@@ -9,6 +9,7 @@
 //! vulnledger-bench --only ours --mode 32x100 --no-diagnostics   # one cell, for profiling
 //! vulnledger-bench http [--smoke]  # HTTP commands at fixed rates, beside cqrs-es (src/http)
 //! vulnledger-bench import [--smoke] # report import over HTTP, beside cqrs-es (src/http/import.rs)
+//! vulnledger-bench rebuild [--smoke] # projection rebuild at 10M events, beside cqrs-es (src/rebuild.rs)
 //! ```
 //!
 //! Stores: ours (`vulnledger::store::EventStore::append`, as commands append),
@@ -27,6 +28,7 @@ mod fixture;
 mod http;
 mod machine;
 mod peers;
+mod rebuild;
 mod report;
 mod scratch;
 
@@ -186,9 +188,7 @@ impl Plan {
                 other => bail!("unknown argument {other:?} (try --help)"),
             }
         }
-        if plan.smoke && plan.markdown.is_some() {
-            bail!("--smoke figures are not worth writing down: --markdown is for full runs");
-        }
+        check_markdown(plan.smoke, &plan.markdown)?;
         if narrowed && plan.markdown.is_some() {
             bail!("--markdown writes the whole table: it cannot be combined with --only, --mode or --no-diagnostics");
         }
@@ -405,18 +405,7 @@ pub fn ms(d: Duration) -> f64 {
 
 async fn run(plan: Plan) -> anyhow::Result<bool> {
     let fixture = Arc::new(Fixture::new());
-    let machine = {
-        let scratch = Scratch::create().await?;
-        let described = async {
-            let pool = scratch.pool(1).await?;
-            let m = machine::Machine::describe(&pool).await;
-            pool.close().await;
-            m
-        }
-        .await;
-        scratch.drop_database().await?;
-        described?
-    };
+    let machine = machine::Machine::on_scratch().await?;
     println!(
         "vulnledger-bench{}: event-store append; payload {} bytes of JSON, metadata {} bytes",
         if plan.smoke { " --smoke" } else { "" },
@@ -461,14 +450,26 @@ fn main() -> ExitCode {
     match args.peek().map(String::as_str) {
         Some("http") => return http::main(args.skip(1)),
         Some("import") => return http::import::main(args.skip(1)),
+        Some("rebuild") => return rebuild::main(args.skip(1)),
         // The servers of `http`, each in a child process of its own.
         Some("serve-child") => return http::serve_child(args.skip(1)),
         _ => {}
     }
-    let plan = match Plan::from_args() {
+    run_part("", Plan::from_args(), run)
+}
+
+/// Runs one part of the suite on a runtime of its own: exit code 2 when its arguments
+/// are wrong, 1 when it failed or some store or server of it did.
+pub fn run_part<P, Fut>(part: &str, plan: anyhow::Result<P>, run: impl FnOnce(P) -> Fut) -> ExitCode
+where
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let name = format!("vulnledger-bench {part}");
+    let name = name.trim_end();
+    let plan = match plan {
         Ok(plan) => plan,
         Err(e) => {
-            eprintln!("vulnledger-bench: {e:#}");
+            eprintln!("{name}: {e:#}");
             return ExitCode::from(2);
         }
     };
@@ -479,12 +480,49 @@ fn main() -> ExitCode {
     match runtime.block_on(run(plan)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!("vulnledger-bench: some stores or modes FAILED (see above)");
+            eprintln!("{name}: some stores, servers or sides FAILED (see above)");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("vulnledger-bench: {e:#}");
+            eprintln!("{name}: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// What the command lines of the parts share: `--smoke`, `--markdown FILE` and
+/// `-h`/`--help`; `rest` holds everything else, in order, for the part to read.
+pub struct Flags {
+    pub smoke: bool,
+    pub markdown: Option<String>,
+    pub rest: std::vec::IntoIter<String>,
+}
+
+pub fn flags(mut args: impl Iterator<Item = String>, usage: &str) -> anyhow::Result<Flags> {
+    let (mut smoke, mut markdown, mut rest) = (false, None, Vec::new());
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => smoke = true,
+            "--markdown" => markdown = Some(args.next().context("--markdown needs a path")?),
+            "-h" | "--help" => {
+                println!("{usage}");
+                std::process::exit(0);
+            }
+            _ => rest.push(arg),
+        }
+    }
+    check_markdown(smoke, &markdown)?;
+    Ok(Flags {
+        smoke,
+        markdown,
+        rest: rest.into_iter(),
+    })
+}
+
+/// `--markdown` writes a docs section; a smoke run's figures are not worth writing down.
+pub fn check_markdown(smoke: bool, markdown: &Option<String>) -> anyhow::Result<()> {
+    if smoke && markdown.is_some() {
+        bail!("--smoke figures are not worth writing down: --markdown is for full runs");
+    }
+    Ok(())
 }

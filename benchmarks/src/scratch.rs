@@ -13,6 +13,14 @@ pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
+/// The URL of the database `name` on TEST_DATABASE_URL's server.
+pub fn url_of(name: &str) -> anyhow::Result<String> {
+    let options: PgConnectOptions = admin_url()
+        .parse()
+        .with_context(|| "TEST_DATABASE_URL is not a PostgreSQL URL")?;
+    Ok(options.database(name).to_url_lossy().to_string())
+}
+
 pub struct Scratch {
     admin: PgConnectOptions,
     pub name: String,

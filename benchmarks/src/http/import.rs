@@ -49,37 +49,26 @@ struct Plan {
 }
 
 impl Plan {
-    fn from_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
-        let mut plan = Plan {
-            smoke: false,
-            repetitions: 3,
-            generated: 100_000,
-            markdown: None,
+    fn from_args(args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
+        let mut flags = crate::flags(
+            args,
+            "usage: vulnledger-bench import [--smoke] [--markdown FILE]\n\
+             Report import over HTTP: vulnledger vs plain cqrs-es.",
+        )?;
+        if let Some(other) = flags.rest.next() {
+            bail!("unknown argument {other:?} (try import --help)");
+        }
+        let (repetitions, generated) = if flags.smoke {
+            (1, 2_000)
+        } else {
+            (3, 100_000)
         };
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--smoke" => {
-                    plan.smoke = true;
-                    plan.repetitions = 1;
-                    plan.generated = 2_000;
-                }
-                "--markdown" => {
-                    plan.markdown = Some(args.next().context("--markdown needs a path")?)
-                }
-                "-h" | "--help" => {
-                    println!(
-                        "usage: vulnledger-bench import [--smoke] [--markdown FILE]\n\
-                         Report import over HTTP: vulnledger vs plain cqrs-es."
-                    );
-                    std::process::exit(0);
-                }
-                other => bail!("unknown argument {other:?} (try import --help)"),
-            }
-        }
-        if plan.smoke && plan.markdown.is_some() {
-            bail!("--smoke figures are not worth writing down: --markdown is for full runs");
-        }
-        Ok(plan)
+        Ok(Plan {
+            smoke: flags.smoke,
+            repetitions,
+            generated,
+            markdown: flags.markdown,
+        })
     }
 }
 
@@ -106,39 +95,11 @@ impl Figure {
 type Results = Vec<(Server, Result<Vec<Figure>, String>)>;
 
 pub fn main(args: impl Iterator<Item = String>) -> ExitCode {
-    let plan = match Plan::from_args(args) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("vulnledger-bench import: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(run(plan)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("vulnledger-bench import: a server FAILED (see above)");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("vulnledger-bench import: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::run_part("import", Plan::from_args(args), run)
 }
 
 async fn run(plan: Plan) -> anyhow::Result<bool> {
-    let machine = {
-        let scratch = Scratch::create().await?;
-        let pool = scratch.pool(1).await?;
-        let m = Machine::describe(&pool).await;
-        pool.close().await;
-        scratch.drop_database().await?;
-        m?
-    };
+    let machine = Machine::on_scratch().await?;
     let fixture =
         Bytes::from(std::fs::read(FIXTURE).with_context(|| format!("reading {FIXTURE}"))?);
     let generated = generate_report(&fixture, plan.generated);

@@ -162,9 +162,7 @@ impl Plan {
                 other => bail!("unknown argument {other:?} (try http --help)"),
             }
         }
-        if plan.smoke && plan.markdown.is_some() {
-            bail!("--smoke figures are not worth writing down: --markdown is for full runs");
-        }
+        crate::check_markdown(plan.smoke, &plan.markdown)?;
         if narrowed && plan.markdown.is_some() {
             bail!(
                 "--markdown writes the whole table: it cannot be combined with --rates or --only"
@@ -234,43 +232,11 @@ impl Figure {
 pub type Results = Vec<(Server, Result<Vec<Figure>, String>)>;
 
 pub fn main(args: impl Iterator<Item = String>) -> ExitCode {
-    let plan = match Plan::from_args(args) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("vulnledger-bench http: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(run(plan)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("vulnledger-bench http: a server FAILED (see above)");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("vulnledger-bench http: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::run_part("http", Plan::from_args(args), run)
 }
 
 async fn run(plan: Plan) -> anyhow::Result<bool> {
-    let machine = {
-        let scratch = Scratch::create().await?;
-        let described = async {
-            let pool = scratch.pool(1).await?;
-            let m = Machine::describe(&pool).await;
-            pool.close().await;
-            m
-        }
-        .await;
-        scratch.drop_database().await?;
-        described?
-    };
+    let machine = Machine::on_scratch().await?;
     println!(
         "vulnledger-bench http{}: commands at {} per second, open loop, {} s each after warm-up",
         if plan.smoke { " --smoke" } else { "" },
@@ -569,6 +535,9 @@ impl ServerProcess {
             .env("REPORT_MAX_BYTES", "1000000000")
             .env("RUST_LOG", "warn")
             .env_remove("NATS_URL")
+            // The child exits when this pipe closes: also when this process is killed
+            // and cannot kill it (see serve_child).
+            .stdin(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .context("starting the server's child process")?;
@@ -648,6 +617,11 @@ impl ServerProcess {
 /// configured by DATABASE_URL and BIND_ADDR (and, for vulnledger, what `serve` reads).
 pub fn serve_child(mut args: impl Iterator<Item = String>) -> ExitCode {
     let which = args.next().unwrap_or_default();
+    // The parent holds our stdin open; end of file means it is gone, however it died.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
