@@ -40,7 +40,7 @@ use crate::fixture::Fixture;
 use crate::http::cqrs_es_server::{self, FindingStatusView};
 use crate::machine::Machine;
 use crate::report::thousands;
-use crate::scratch::Scratch;
+use crate::scratch::in_scratch;
 
 /// The target, events per second for all projections together.
 const TARGET: f64 = 150_000.0;
@@ -162,27 +162,6 @@ async fn run(plan: Plan) -> anyhow::Result<bool> {
         println!("wrote {path}");
     }
     Ok(ours.is_ok() && peer.is_ok())
-}
-
-/// Runs `f` on a fresh database, in a task (so that a panic still drops it).
-async fn in_scratch<T, F, Fut>(f: F) -> Result<T, String>
-where
-    T: Send + 'static,
-    F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
-{
-    let scratch = match Scratch::create().await {
-        Ok(s) => s,
-        Err(e) => return Err(format!("{e:#}")),
-    };
-    let outcome = tokio::spawn(f(scratch.url())).await;
-    if let Err(e) = scratch.drop_database().await {
-        eprintln!("could not drop the scratch database: {e:#}");
-    }
-    match outcome {
-        Ok(r) => r.map_err(|e| format!("{e:#}")),
-        Err(e) => Err(format!("panicked: {e}")),
-    }
 }
 
 async fn count_events(pool: &PgPool) -> anyhow::Result<u64> {

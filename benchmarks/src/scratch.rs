@@ -80,3 +80,24 @@ impl Scratch {
         Ok(())
     }
 }
+
+/// Runs `f` on a fresh database, in a task (so that a panic still drops it).
+pub async fn in_scratch<T, F, Fut>(f: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    let scratch = match Scratch::create().await {
+        Ok(s) => s,
+        Err(e) => return Err(format!("{e:#}")),
+    };
+    let outcome = tokio::spawn(f(scratch.url())).await;
+    if let Err(e) = scratch.drop_database().await {
+        eprintln!("could not drop the scratch database: {e:#}");
+    }
+    match outcome {
+        Ok(r) => r.map_err(|e| format!("{e:#}")),
+        Err(e) => Err(format!("panicked: {e}")),
+    }
+}

@@ -29,7 +29,6 @@ use super::{caught_up, Server, ServerProcess, Target};
 use crate::machine::Machine;
 use crate::ms;
 use crate::report::thousands;
-use crate::scratch::Scratch;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -134,15 +133,8 @@ async fn run(plan: Plan) -> anyhow::Result<bool> {
     let mut results: Results = Vec::new();
     for server in [Server::Vulnledger, Server::CqrsEs] {
         println!("\n== {} ==", server.name());
-        let scratch = Scratch::create().await?;
-        let outcome = tokio::spawn(run_server(server, scratch.url(), reports.clone())).await;
-        if let Err(e) = scratch.drop_database().await {
-            eprintln!("could not drop the scratch database: {e:#}");
-        }
-        let outcome = match outcome {
-            Ok(r) => r.map_err(|e| format!("{e:#}")),
-            Err(e) => Err(format!("panicked: {e}")),
-        };
+        let outcome =
+            crate::scratch::in_scratch(|url| run_server(server, url, reports.clone())).await;
         if let Err(e) = &outcome {
             println!("{}: FAILED: {e}", server.name());
         }

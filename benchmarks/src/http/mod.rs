@@ -252,16 +252,7 @@ async fn run(plan: Plan) -> anyhow::Result<bool> {
     let mut results: Results = Vec::new();
     for server in plan.servers.iter().copied() {
         println!("\n== {} ==", server.name());
-        let scratch = Scratch::create().await?;
-        // A task, so that a panic still drops the database.
-        let outcome = tokio::spawn(run_server(server, plan.clone(), scratch.url())).await;
-        if let Err(e) = scratch.drop_database().await {
-            eprintln!("could not drop the scratch database: {e:#}");
-        }
-        let outcome = match outcome {
-            Ok(r) => r.map_err(|e| format!("{e:#}")),
-            Err(e) => Err(format!("panicked: {e}")),
-        };
+        let outcome = crate::scratch::in_scratch(|url| run_server(server, plan.clone(), url)).await;
         if let Err(e) = &outcome {
             println!("{}: FAILED: {e}", server.name());
         }
