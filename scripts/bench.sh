@@ -18,11 +18,13 @@
 #    - read-models: `cargo bench --bench read_models` at 1M findings: finding queries
 #      and KPIs over HTTP with the OFFSET + count(*) pattern beside them, projection lag
 #      at 200/s and 1,000/s in-process and through NATS (about 12 minutes);
-#    - rebuild: 10M events loaded by `vulnledger::demo`, every projection rebuilt,
-#      beside cqrs-es's QueryReplay on 100k of the same event (over an hour on a 2-core
-#      machine, most of it the load: the demo slows from about 9,000 to 2,000 findings/s
-#      as a tenant passes 4M findings; `vulnledger-bench rebuild --database NAME`
-#      rebuilds a store a previous run left without loading it again);
+#    - audit-export: a tenant of 1M events loaded by `vulnledger::demo`, exported by
+#      `vulnledger audit export` as NDJSON and CSV beside PostgreSQL's COPY through
+#      psql, with each child's peak memory (about 5 minutes);
+#    - rebuild: 10M events loaded by `vulnledger::demo` in tenants of 1M findings, every
+#      projection rebuilt, beside cqrs-es's QueryReplay on 100k of the same event (about
+#      an hour on a 2-core machine, half of it the load; `vulnledger-bench rebuild
+#      --database NAME` rebuilds a store a previous run left without loading it again);
 # 4. after each part, replaces its section between `<!-- bench:NAME -->` and
 #    `<!-- /bench:NAME -->` in docs/benchmarks.md (appends it if missing) with the
 #    machine, the command and the tables. Hand-written notes after an end marker are kept.
@@ -73,6 +75,9 @@ splice import "$sections/import.md"
 
 cargo bench --bench read_models -- --markdown "$sections/read-models.md"
 splice read-models "$sections/read-models.md"
+
+bench audit --markdown "$sections/audit-export.md"
+splice audit-export "$sections/audit-export.md"
 
 bench rebuild --markdown "$sections/rebuild.md"
 splice rebuild "$sections/rebuild.md"

@@ -10,6 +10,7 @@
 //! vulnledger-bench http [--smoke]  # HTTP commands at fixed rates, beside cqrs-es (src/http)
 //! vulnledger-bench import [--smoke] # report import over HTTP, beside cqrs-es (src/http/import.rs)
 //! vulnledger-bench rebuild [--smoke] # projection rebuild at 10M events, beside cqrs-es (src/rebuild.rs)
+//! vulnledger-bench audit [--smoke]   # audit export of 1M events, beside COPY (src/audit.rs)
 //! ```
 //!
 //! Stores: ours (`vulnledger::store::EventStore::append`, as commands append),
@@ -23,9 +24,11 @@
 //! grew by exactly the events its writers appended, so a broken path cannot report a
 //! figure. Timing is measured, never asserted; a missed target is reported, not failed.
 
+mod audit;
 mod diagnostics;
 mod fixture;
 mod http;
+mod load;
 mod machine;
 mod peers;
 mod rebuild;
@@ -451,6 +454,9 @@ fn main() -> ExitCode {
         Some("http") => return http::main(args.skip(1)),
         Some("import") => return http::import::main(args.skip(1)),
         Some("rebuild") => return rebuild::main(args.skip(1)),
+        Some("audit") => return audit::main(args.skip(1)),
+        // `vulnledger audit export`, in a child process of its own (see audit.rs).
+        Some("audit-child") => return audit::audit_child(args.skip(1)),
         // The servers of `http`, each in a child process of its own.
         Some("serve-child") => return http::serve_child(args.skip(1)),
         _ => {}

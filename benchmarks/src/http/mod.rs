@@ -208,6 +208,45 @@ pub struct Figure {
     pub slip_p99: Duration,
     /// vulnledger only: answer read → visible in the read model.
     pub lag: Option<Lag>,
+    /// Runs of slow answers, to line up with the server's and PostgreSQL's logs.
+    pub stalls: Vec<Stall>,
+}
+
+/// Commands due close together that all waited far longer than the median: one stall
+/// of the server (or of what it waits on), not a queue that built up slowly.
+#[derive(Clone, Debug)]
+pub struct Stall {
+    /// When the first of them was due.
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub commands: usize,
+    pub max: Duration,
+}
+
+/// Answers slower than 50 ms and ten times the median, grouped into runs of commands
+/// due within 200 ms of each other. Printed, not tabled: a diagnostic.
+fn stalls(measured: &[Shot], p50: Duration) -> Vec<Stall> {
+    let slow = Duration::from_millis(50).max(p50 * 10);
+    let (now, wall) = (Instant::now(), chrono::Utc::now());
+    let mut out: Vec<(Instant, Stall)> = Vec::new();
+    for shot in measured.iter().filter(|s| s.answered - s.due > slow) {
+        let latency = shot.answered - shot.due;
+        match out.last_mut() {
+            Some((last, stall)) if shot.due - *last <= Duration::from_millis(200) => {
+                stall.commands += 1;
+                stall.max = stall.max.max(latency);
+                *last = shot.due;
+            }
+            _ => out.push((
+                shot.due,
+                Stall {
+                    at: wall - (now - shot.due),
+                    commands: 1,
+                    max: latency,
+                },
+            )),
+        }
+    }
+    out.into_iter().map(|(_, stall)| stall).collect()
 }
 
 #[derive(Clone, Debug)]
@@ -355,6 +394,21 @@ fn print_figure(server: Server, f: &Figure) {
         f.commands,
         f.failure.as_ref().map_or(String::new(), |e| format!(" ({e})")),
     );
+    if !f.stalls.is_empty() && f.stalls.len() <= 20 {
+        let stalls: Vec<String> = f
+            .stalls
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({} commands, max {:.0} ms)",
+                    s.at.format("%H:%M:%S%.3f"),
+                    s.commands,
+                    crate::ms(s.max)
+                )
+            })
+            .collect();
+        println!("{:>10}   stalls: {}", "", stalls.join(", "));
+    }
 }
 
 // ------------------------------------------------------------------ loading ----------
@@ -855,6 +909,7 @@ async fn open_loop(
         max: latency.2,
         slip_p99: slip.1,
         lag,
+        stalls: stalls(&measured, latency.0),
     })
 }
 
