@@ -210,6 +210,9 @@ pub struct Figure {
     pub lag: Option<Lag>,
     /// Runs of slow answers, to line up with the server's and PostgreSQL's logs.
     pub stalls: Vec<Stall>,
+    /// WAL the whole server wrote per command (warm-up included), from just before the
+    /// rate until the server settled: the command, its projection, everything else.
+    pub wal_per_command: Option<f64>,
 }
 
 /// Commands due close together that all waited far longer than the median: one stall
@@ -351,16 +354,28 @@ async fn run_server(server: Server, plan: Plan, url: String) -> anyhow::Result<V
             "no findings left to change at {rate}/s"
         );
         let batch: Vec<_> = findings.drain(..n).collect();
+        checkpoint(&pool).await;
+        let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(&pool)
+            .await?;
         let vulnledger = (server == Server::Vulnledger).then_some((&pool, url.as_str()));
-        let figure = open_loop(&plan, rate, &target, batch, vulnledger).await?;
-        print_figure(server, &figure);
+        let mut figure = open_loop(&plan, rate, &target, batch, vulnledger).await?;
         anyhow::ensure!(
             figure.failed < figure.commands,
             "every command at {rate}/s failed, e.g. {}",
             figure.failure.as_deref().unwrap_or("?")
         );
-        figures.push(figure);
+        // After the settle, so that the projection's writes are counted too.
         child.settle().await?;
+        let wal: f64 =
+            sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
+                .bind(&lsn)
+                .fetch_one(&pool)
+                .await?;
+        let commands = plan.commands(rate) as f64;
+        figure.wal_per_command = Some(wal / commands);
+        print_figure(server, &figure);
+        figures.push(figure);
     }
     child.stop().await;
     pool.close().await;
@@ -394,6 +409,13 @@ fn print_figure(server: Server, f: &Figure) {
         f.commands,
         f.failure.as_ref().map_or(String::new(), |e| format!(" ({e})")),
     );
+    if let Some(wal) = f.wal_per_command {
+        println!(
+            "{:>10}   WAL written: {:.1} kB per command",
+            "",
+            wal / 1024.0
+        );
+    }
     if !f.stalls.is_empty() && f.stalls.len() <= 20 {
         let stalls: Vec<String> = f
             .stalls
@@ -774,6 +796,17 @@ struct Shot {
     error: Option<String>,
 }
 
+/// Writes out what the load and the previous rate left dirty, so that their flush does
+/// not land in the next measurement. It did: with the stock 1 GB `max_wal_size`, the
+/// load's WAL started a checkpoint that was still writing during the 500/s run, and
+/// 100–240 commands at a time waited 150–330 ms with both cores idle, behind the
+/// kernel's writeback. Each rate still pays for its own writes.
+async fn checkpoint(pool: &PgPool) {
+    if let Err(e) = sqlx::raw_sql("CHECKPOINT").execute(pool).await {
+        println!("CHECKPOINT failed ({e}): this rate may pay for the previous one's writes");
+    }
+}
+
 /// Sends one command per finding at `rate`, open loop, and measures them; with
 /// `vulnledger`'s pool and URL, also how long until each became visible.
 async fn open_loop(
@@ -910,6 +943,7 @@ async fn open_loop(
         slip_p99: slip.1,
         lag,
         stalls: stalls(&measured, latency.0),
+        wal_per_command: None,
     })
 }
 

@@ -132,6 +132,23 @@ impl Report<'_> {
                     .map(move |f| format!("{} {}/s {:.1} ms", s.name(), f.rate, ms(f.slip_p99)))
             })
             .collect();
+        let wal: Vec<String> = self
+            .results
+            .iter()
+            .filter_map(|(s, r)| r.as_ref().ok().map(|f| (s, f)))
+            .flat_map(|(s, figures)| {
+                figures.iter().filter_map(move |f| {
+                    f.wal_per_command
+                        .map(|w| format!("{} {}/s {:.1} kB", s.name(), f.rate, w / 1024.0))
+                })
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "WAL written per command, the whole server's, from before the rate until the \
+             server settled (the command, its projection, everything else): {}.",
+            wal.join(", ")
+        );
         let _ = writeln!(
             out,
             "Time a command waited before it was sent, p99 (the generator's own lateness plus, \
@@ -176,7 +193,9 @@ impl Report<'_> {
              if the process dies between the events' commit and the view's write.\n\
              - **Diagnostic** (last column): the same vulnledger load on `serve --no-workers`, \
              after its projection caught up on the load: the command path alone, with no \
-             projection working beside it on the same two cores.\n",
+             projection working beside it on the same two cores.\n\
+             - Before each rate a `CHECKPOINT` writes out what the load and the previous rate \
+             left dirty, so that each rate pays for its own writes only.\n",
             self.plan.seconds
         );
         let _ = writeln!(out, "### Figures\n\n{}", self.table());
