@@ -208,7 +208,7 @@ async fn measure(events: u64, url: String) -> anyhow::Result<(Vec<Run>, Option<D
             Ok(run) => run,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(e.context(format!("{}", side.label())));
+                return Err(e.context(side.label()));
             }
         };
         println!(
