@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # scripts/bench.sh - the benchmark suite, full run, written into docs/benchmarks.md.
 #
-#   scripts/bench.sh [--seconds N]     (--seconds: per store and mode of store-append)
+#   scripts/bench.sh [--seconds N] [PART...]
+#
+#   --seconds N  per store and mode of store-append (default 10)
+#   PART...      only these parts, in this order (default: all of them, in the order
+#                below): store-append http-commands import read-models audit-export rebuild
 #
 # 1. brings up PostgreSQL (scripts/services.sh) and exports TEST_DATABASE_URL;
 # 2. builds the vulnledger-bench crate (benchmarks/) in release;
@@ -60,24 +64,32 @@ splice() {
   echo "bench: wrote the $name section of $doc"
 }
 
+seconds=()
+parts=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --seconds) seconds=(--seconds "${2:?--seconds needs a number}"); shift 2 ;;
+    store-append|http-commands|import|read-models|audit-export|rebuild) parts+=("$1"); shift ;;
+    *) echo "bench: unknown argument $1 (parts: store-append http-commands import read-models audit-export rebuild)" >&2; exit 2 ;;
+  esac
+done
+if [[ ${#parts[@]} -eq 0 ]]; then
+  parts=(store-append http-commands import read-models audit-export rebuild)
+fi
+
 cargo build --release -p vulnledger-bench
 bench() { cargo run --quiet --release -p vulnledger-bench -- "$@"; }
 
 # Each part writes its section only when it succeeded as a whole.
-bench --markdown "$sections/store-append.md" "$@"
-splice store-append "$sections/store-append.md"
-
-bench http --markdown "$sections/http-commands.md"
-splice http-commands "$sections/http-commands.md"
-
-bench import --markdown "$sections/import.md"
-splice import "$sections/import.md"
-
-cargo bench --bench read_models -- --markdown "$sections/read-models.md"
-splice read-models "$sections/read-models.md"
-
-bench audit --markdown "$sections/audit-export.md"
-splice audit-export "$sections/audit-export.md"
-
-bench rebuild --markdown "$sections/rebuild.md"
-splice rebuild "$sections/rebuild.md"
+for part in "${parts[@]}"; do
+  out="$sections/$part.md"
+  case "$part" in
+    store-append) bench --markdown "$out" "${seconds[@]}" ;;
+    http-commands) bench http --markdown "$out" ;;
+    import) bench import --markdown "$out" ;;
+    read-models) cargo bench --bench read_models -- --markdown "$out" ;;
+    audit-export) bench audit --markdown "$out" ;;
+    rebuild) bench rebuild --markdown "$out" ;;
+  esac
+  splice "$part" "$out"
+done
