@@ -27,7 +27,7 @@
 #      psql, with each child's peak memory (about 5 minutes);
 #    - rebuild: 10M events loaded by `vulnledger::demo` in tenants of 1M findings, every
 #      projection rebuilt, beside cqrs-es's QueryReplay on 100k of the same event (about
-#      an hour on a 2-core machine, half of it the load; `vulnledger-bench rebuild
+#      45 minutes on a 2-core machine: 19 loading, 16 rebuilding, 11 for the peer; `vulnledger-bench rebuild
 #      --database NAME` rebuilds a store a previous run left without loading it again);
 # 4. after each part, replaces its section between `<!-- bench:NAME -->` and
 #    `<!-- /bench:NAME -->` in docs/benchmarks.md (appends it if missing) with the
