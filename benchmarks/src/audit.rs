@@ -36,7 +36,7 @@ use sqlx::PgPool;
 
 use crate::machine::Machine;
 use crate::report::thousands;
-use crate::scratch::in_scratch;
+use crate::scratch::in_named_or_scratch;
 
 #[derive(Clone, Debug)]
 struct Plan {
@@ -132,13 +132,8 @@ async fn run(plan: Plan) -> anyhow::Result<bool> {
     print!("{}", machine.markdown());
     let started = Utc::now();
     let events = plan.events;
-    let outcome = match &plan.database {
-        None => in_scratch(move |url| measure(events, url)).await,
-        Some(name) => {
-            let url = crate::scratch::url_of(name)?;
-            measure(events, url).await.map_err(|e| format!("{e:#}"))
-        }
-    };
+    let outcome =
+        in_named_or_scratch(plan.database.as_deref(), move |url| measure(events, url)).await;
     let (runs, load) = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -366,13 +361,10 @@ fn measured(mut command: Command) -> anyhow::Result<(Duration, f64)> {
         .spawn()
         .with_context(|| format!("starting {:?}", command.get_program()))?;
     let status_file = format!("/proc/{}/status", child.id());
-    let mut peak_kb = 0u64;
+    let mut peak_mb = 0f64;
     let status = loop {
-        if let Some(kb) = std::fs::read_to_string(&status_file)
-            .ok()
-            .and_then(|status| vm_hwm_kb(&status))
-        {
-            peak_kb = peak_kb.max(kb);
+        if let Some(mb) = crate::machine::peak_rss_mb(&status_file) {
+            peak_mb = peak_mb.max(mb);
         }
         if let Some(status) = child.try_wait()? {
             break status;
@@ -383,18 +375,7 @@ fn measured(mut command: Command) -> anyhow::Result<(Duration, f64)> {
     if !status.success() {
         bail!("{:?} failed: {status}", command.get_program());
     }
-    Ok((elapsed, peak_kb as f64 / 1024.0))
-}
-
-fn vm_hwm_kb(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    Ok((elapsed, peak_mb))
 }
 
 async fn count_lines(path: PathBuf) -> anyhow::Result<(u64, u64)> {

@@ -99,3 +99,18 @@ impl Machine {
         )
     }
 }
+
+/// The peak resident set (VmHWM) in a `/proc/<pid>/status` file, in MB; `None` when the
+/// file is gone (the process exited) or has no such line.
+pub fn peak_rss_mb(status_file: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(status_file).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}

@@ -39,7 +39,7 @@ use crate::fixture::Fixture;
 use crate::http::cqrs_es_server::{self, FindingStatusView};
 use crate::machine::Machine;
 use crate::report::thousands;
-use crate::scratch::in_scratch;
+use crate::scratch::{in_named_or_scratch, in_scratch};
 
 /// The target, events per second for all projections together.
 const TARGET: f64 = 150_000.0;
@@ -126,13 +126,13 @@ async fn run(plan: Plan) -> anyhow::Result<bool> {
     print!("{}", machine.markdown());
     let started = chrono::Utc::now();
 
-    let ours = match &plan.database {
-        None => in_scratch(|scratch| ours(plan.events, scratch)).await,
-        Some(name) => {
-            let url = crate::scratch::url_of(name)?;
-            ours(0, url).await.map_err(|e| format!("{e:#}"))
-        }
+    // A named database holds its store already: nothing is loaded into it.
+    let events = if plan.database.is_some() {
+        0
+    } else {
+        plan.events
     };
+    let ours = in_named_or_scratch(plan.database.as_deref(), |url| ours(events, url)).await;
     match &ours {
         Ok((f, load)) => println!(
             "vulnledger: {} events rebuilt in {:.1} s: {}/s (loaded in {:.0} s); peak RSS {}",
@@ -195,7 +195,7 @@ async fn ours(events: u64, url: String) -> anyhow::Result<(Figure, Duration)> {
         .with_context(|| format!("rebuilding {name}"))?;
     }
     let elapsed = start.elapsed();
-    let peak_rss_mb = peak_rss_mb();
+    let peak_rss_mb = crate::machine::peak_rss_mb("/proc/self/status");
     let views: i64 = sqlx::query_scalar("SELECT count(*) FROM finding_view")
         .fetch_one(&pool)
         .await?;
@@ -216,20 +216,6 @@ async fn ours(events: u64, url: String) -> anyhow::Result<(Figure, Duration)> {
         },
         load,
     ))
-}
-
-/// VmHWM of this process, in MB.
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 /// `events` FindingDetected events in postgres-es's tables, replayed by cqrs-es.

@@ -101,3 +101,20 @@ where
         Err(e) => Err(format!("panicked: {e}")),
     }
 }
+
+/// Runs `f` in the database `name` (on TEST_DATABASE_URL's server), which is kept,
+/// or, without a name, on a fresh database dropped afterwards (see [`in_scratch`]).
+pub async fn in_named_or_scratch<T, F, Fut>(name: Option<&str>, f: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    match name {
+        None => in_scratch(f).await,
+        Some(name) => match url_of(name) {
+            Ok(url) => f(url).await.map_err(|e| format!("{e:#}")),
+            Err(e) => Err(format!("{e:#}")),
+        },
+    }
+}
