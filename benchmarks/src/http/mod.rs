@@ -372,8 +372,8 @@ async fn run_server(server: Server, plan: Plan, url: String) -> anyhow::Result<V
                 .bind(&lsn)
                 .fetch_one(&pool)
                 .await?;
-        let commands = plan.commands(rate) as f64;
-        figure.wal_per_command = Some(wal / commands);
+        // Per command sent (warm-up included), not per command planned.
+        figure.wal_per_command = Some(wal / n as f64);
         print_figure(server, &figure);
         figures.push(figure);
     }
