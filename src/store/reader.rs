@@ -182,27 +182,74 @@ impl OrderedReader {
         after: Checkpoint,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        Ok(self.read_reaching(after, limit).await?.0)
+    }
+
+    /// [`read_batch`](Self::read_batch), with where the next read starts: after the
+    /// last event handed out, or, for a filtered reader ([`only`](Self::only)) whose
+    /// answer was not full, after every event it looked past.
+    ///
+    /// Without the second, a filtered reader would start each read at the last event
+    /// that matched, and look again at every event of other types since: the live
+    /// feed, which wants scan events, read every status change since the last scan on
+    /// every wake-up, and the planner made it worse by walking the commit-order index
+    /// (statistics gathered before those events estimate one row past their end).
+    pub async fn read_reaching(
+        &self,
+        after: Checkpoint,
+        limit: i64,
+    ) -> Result<(Vec<StoredEvent>, Checkpoint), sqlx::Error> {
         // Two statements rather than one with an optional filter, so each keeps a
         // plan that range-scans its own index ((txid, position), or
         // (aggregate_type, txid, position)). ORDER BY names the table's columns: a
         // bare `txid` would mean the bigint output column, which no index orders, and
         // every read would sort the whole backlog.
-        let filter = if self.only.is_some() { Self::ONLY } else { "" };
-        let sql = Self::batch_sql(filter);
-        let mut query = sqlx::query(&sql)
+        let Some((aggregate_type, except)) = self.only else {
+            let rows = sqlx::query(&Self::batch_sql(""))
+                .bind(after.txid)
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            let events = self.decode(&rows)?;
+            let reached = events.last().map_or(after, StoredEvent::checkpoint);
+            return Ok((events, reached));
+        };
+        // The head first: every event up to it is committed (it is below the horizon
+        // of an earlier snapshot), so a read bounded by it misses none of them, and
+        // may move past them all when it is not full.
+        let head = self.head().await?;
+        if head <= after {
+            return Ok((Vec::new(), after));
+        }
+        let rows = sqlx::query(&Self::batch_sql(Self::ONLY))
             .bind(after.txid)
             .bind(after.position)
-            .bind(limit);
-        if let Some((aggregate_type, except)) = self.only {
-            query = query.bind(aggregate_type).bind(except.to_vec());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+            .bind(limit)
+            .bind(aggregate_type)
+            .bind(except.to_vec())
+            .bind(head.txid)
+            .bind(head.position)
+            .fetch_all(&self.pool)
+            .await?;
+        let events = self.decode(&rows)?;
+        let reached = match events.last() {
+            Some(last) if events.len() as i64 >= limit => last.checkpoint(),
+            _ => head,
+        };
+        Ok((events, reached))
+    }
+
+    fn decode(&self, rows: &[PgRow]) -> Result<Vec<StoredEvent>, sqlx::Error> {
         rows.iter()
             .map(|row| StoredEvent::from_row(row, &self.upcasters))
             .collect()
     }
 
-    const ONLY: &'static str = "AND aggregate_type = $4 AND event_type <> ALL($5)";
+    /// The filter of a reader of one aggregate type, up to the head it read first
+    /// (`$6`, `$7`); public so that a test can check its plan.
+    pub const ONLY: &'static str = "AND aggregate_type = $4 AND event_type <> ALL($5) \
+         AND (txid, position) <= ($6::bigint::text::xid8, $7)";
 
     /// The statement of [`read_batch`](Self::read_batch); public so that a test can
     /// check its plan.
@@ -287,13 +334,19 @@ impl Tail {
         // has passed since the wake-up.
         let mut recheck: Option<(Duration, tokio::time::Instant)> = None;
         loop {
-            let batch = self
+            let before = self.checkpoint;
+            let (batch, reached) = self
                 .reader
-                .read_batch(self.checkpoint, self.batch_size)
+                .read_reaching(self.checkpoint, self.batch_size)
                 .await?;
-            if let Some(last) = batch.last() {
-                self.checkpoint = last.checkpoint();
+            self.checkpoint = reached;
+            if !batch.is_empty() {
                 return Ok(batch);
+            }
+            if reached != before {
+                // A filtered reader looked past new events, none of them its own:
+                // the horizon moved, so the wake-up has been answered.
+                recheck = None;
             }
             if let Some((delay, woken_at)) = recheck {
                 tokio::time::sleep(delay).await;
