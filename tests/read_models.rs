@@ -18,15 +18,20 @@ fn report(path: &str) -> Vec<u8> {
 
 /// Follows `nextCursor` from `path` to the end; every row of every page.
 async fn all_pages(api: &Api<'_>, path: &str, position: i64) -> Vec<Value> {
+    pages_of(api, path, position, 200).await
+}
+
+/// [`all_pages`] with pages of `limit` rows.
+async fn pages_of(api: &Api<'_>, path: &str, position: i64, limit: usize) -> Vec<Value> {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut rows = Vec::new();
-    let mut next = format!("{path}{sep}limit=200");
+    let mut next = format!("{path}{sep}limit={limit}");
     loop {
         let page = api.get_after(&next, position).await;
         assert_eq!(page.status, 200, "{next}: {}", page.body);
         rows.extend(page.body["data"].as_array().unwrap().iter().cloned());
         match page.body["meta"]["nextCursor"].as_str() {
-            Some(cursor) => next = format!("{path}{sep}limit=200&cursor={cursor}"),
+            Some(cursor) => next = format!("{path}{sep}limit={limit}&cursor={cursor}"),
             None => return rows,
         }
     }
@@ -159,6 +164,56 @@ async fn a_real_grype_report_shows_up_exactly_in_the_list_dashboard_and_assets()
         )
         .await;
     assert_eq!(searched.body["meta"]["total"], expected);
+
+    // A search in the default order (or its reverse) reads the search index in that
+    // order: page after page, exactly the rows of the whole list that match, in the
+    // list's order, also beside another filter.
+    let needle = package.to_lowercase();
+    let ids_of = |rows: &[Value]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let matching: Vec<Value> = rows
+        .iter()
+        .filter(|r| {
+            [&r["title"], &r["cve"], &r["asset"], &r["package"]]
+                .iter()
+                .any(|v| {
+                    v.as_str()
+                        .is_some_and(|s| s.to_lowercase().contains(&needle))
+                })
+        })
+        .cloned()
+        .collect();
+    assert!(matching.len() > 3, "the search should need several pages");
+    let searched = pages_of(&api, &format!("/api/v1/findings?q={needle}"), position, 3).await;
+    assert_eq!(ids_of(&searched), ids_of(&matching));
+    let reversed = pages_of(
+        &api,
+        &format!("/api/v1/findings?q={needle}&sort=severity,firstSeen"),
+        position,
+        3,
+    )
+    .await;
+    let mut expected = ids_of(&matching);
+    expected.reverse();
+    assert_eq!(ids_of(&reversed), expected);
+    let severity = matching[0]["severity"].as_str().unwrap();
+    let narrowed = pages_of(
+        &api,
+        &format!("/api/v1/findings?q={needle}&severity={severity}"),
+        position,
+        2,
+    )
+    .await;
+    let expected: Vec<Value> = matching
+        .iter()
+        .filter(|r| r["severity"] == severity)
+        .cloned()
+        .collect();
+    assert_eq!(ids_of(&narrowed), ids_of(&expected));
+
     let scan_id = imported.body["scanId"].as_str().unwrap();
     let of_scan = api
         .get_after(

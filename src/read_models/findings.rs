@@ -73,8 +73,27 @@ impl FindingFilter {
             && !self.sla_breached
     }
 
-    /// Appends ` AND ...` for every filter set.
-    fn push_where(&self, q: &mut QueryBuilder<'_, Postgres>, now: DateTime<Utc>) {
+    /// True when only the search text (and tags) are set: `finding_text` alone
+    /// answers the total.
+    fn searches_text_only(&self) -> bool {
+        self.text.is_some()
+            && Self {
+                text: None,
+                tags: None,
+                ..self.clone()
+            } == Self::default()
+    }
+
+    /// Appends ` AND ...` for every filter set, on the columns of `table` (`""`, or
+    /// `"finding_view."` when the query joins another table), except the search text
+    /// when `text_joined` (the query reads it from the `finding_text` it joins).
+    fn push_where(
+        &self,
+        q: &mut QueryBuilder<'_, Postgres>,
+        now: DateTime<Utc>,
+        table: &str,
+        text_joined: bool,
+    ) {
         for (column, values) in [
             ("severity", &self.severities),
             ("status", &self.statuses),
@@ -83,38 +102,52 @@ impl FindingFilter {
             ("scanner", &self.scanners),
         ] {
             if let Some(values) = values {
-                push_in(q, column, values);
+                push_in(q, &format!("{table}{column}"), values);
             }
         }
         if let Some(scan) = self.scan_id {
-            q.push(" AND id IN (SELECT finding_id FROM finding_scans WHERE scan_id = ")
-                .push_bind(scan)
-                .push(")");
+            q.push(format!(
+                " AND {table}id IN (SELECT finding_id FROM finding_scans WHERE scan_id = "
+            ))
+            .push_bind(scan)
+            .push(")");
         }
         // Search text and tags are indexed in `finding_text`, which status changes
         // never rewrite (see the findings projection). Ids are unique across
         // tenants; the outer query keeps the tenant.
         if let Some(v) = &self.tags {
-            q.push(" AND id IN (SELECT id FROM finding_text WHERE tags && ")
-                .push_bind(v.clone())
-                .push(")");
+            q.push(format!(
+                " AND {table}id IN (SELECT id FROM finding_text WHERE tags && "
+            ))
+            .push_bind(v.clone())
+            .push(")");
         }
-        if let Some(text) = &self.text {
-            q.push(" AND id IN (SELECT id FROM finding_text WHERE search LIKE ")
-                .push_bind(format!("%{}%", escape_like(text)))
-                .push(")");
+        if let Some(text) = self.text.as_ref().filter(|_| !text_joined) {
+            q.push(format!(
+                " AND {table}id IN (SELECT id FROM finding_text WHERE search LIKE "
+            ))
+            .push_bind(like_pattern(text))
+            .push(")");
         }
         if let Some(from) = self.first_seen_from {
-            q.push(" AND first_seen >= ").push_bind(from);
+            q.push(format!(" AND {table}first_seen >= "))
+                .push_bind(from);
         }
         if let Some(until) = self.first_seen_until {
-            q.push(" AND first_seen < ").push_bind(until);
+            q.push(format!(" AND {table}first_seen < "))
+                .push_bind(until);
         }
         if self.sla_breached {
-            q.push(" AND status IN ('OPEN', 'CONFIRMED') AND due_at < ")
-                .push_bind(now);
+            q.push(format!(
+                " AND {table}status IN ('OPEN', 'CONFIRMED') AND {table}due_at < "
+            ))
+            .push_bind(now);
         }
     }
+}
+
+fn like_pattern(text: &str) -> String {
+    format!("%{}%", escape_like(text))
 }
 
 /// ` AND column = $n` for one value: unlike `= ANY($n)`, an index on
@@ -204,14 +237,25 @@ impl Sort {
         self.0.last().is_some_and(|(_, d)| *d)
     }
 
-    fn order_by(&self) -> String {
+    /// Severity then first sighting, in one direction: the order of
+    /// `finding_text_sort_idx`, which a search can read instead of probing the text
+    /// of every finding in the order of `finding_view`.
+    fn follows_text_index(&self) -> bool {
+        matches!(
+            self.0.as_slice(),
+            [(SortKey::Severity, a), (SortKey::FirstSeen, b)] if a == b
+        )
+    }
+
+    /// On the columns of `table` (`""` or `"finding_text."`).
+    fn order_by(&self, table: &str) -> String {
         let mut parts: Vec<String> = self
             .0
             .iter()
-            .map(|(k, d)| format!("{} {}", k.column(), if *d { "DESC" } else { "ASC" }))
+            .map(|(k, d)| format!("{table}{} {}", k.column(), if *d { "DESC" } else { "ASC" }))
             .collect();
         parts.push(format!(
-            "id {}",
+            "{table}id {}",
             if self.id_descending() { "DESC" } else { "ASC" }
         ));
         parts.join(", ")
@@ -224,8 +268,14 @@ impl Sort {
         Value::Array(values)
     }
 
-    /// ` AND (rows after the cursor)`; `Err` if the cursor was not made for this sort.
-    fn push_after(&self, q: &mut QueryBuilder<'_, Postgres>, after: &Value) -> Result<(), String> {
+    /// ` AND (rows after the cursor)` on the columns of `table`; `Err` if the cursor
+    /// was not made for this sort.
+    fn push_after(
+        &self,
+        q: &mut QueryBuilder<'_, Postgres>,
+        after: &Value,
+        table: &str,
+    ) -> Result<(), String> {
         let values = after
             .as_array()
             .ok_or("cursor is not one this server issued")?;
@@ -239,9 +289,10 @@ impl Sort {
             // One row comparison: what a B-tree range scan answers directly.
             q.push(" AND (");
             for (k, _) in &self.0 {
-                q.push(k.column()).push(", ");
+                q.push(table).push(k.column()).push(", ");
             }
-            q.push("id) ")
+            q.push(table)
+                .push("id) ")
                 .push(if self.id_descending() { "<" } else { ">" })
                 .push(" (");
             for ((k, _), v) in self.0.iter().zip(values) {
@@ -263,7 +314,7 @@ impl Sort {
                 if j > 0 {
                     q.push(" AND ");
                 }
-                q.push(k.column()).push(" = ");
+                q.push(table).push(k.column()).push(" = ");
                 push_value(q, *k, &values[j])?;
             }
             if i > 0 {
@@ -271,10 +322,13 @@ impl Sort {
             }
             if i < columns.len() {
                 let (k, d) = columns[i];
-                q.push(k.column()).push(if d { " < " } else { " > " });
+                q.push(table)
+                    .push(k.column())
+                    .push(if d { " < " } else { " > " });
                 push_value(q, k, &values[i])?;
             } else {
-                q.push("id ")
+                q.push(table)
+                    .push("id ")
                     .push(if self.id_descending() { "<" } else { ">" })
                     .push(" ")
                     .push_bind(id);
@@ -317,20 +371,55 @@ pub async fn page(
     page: &PageRequest,
     now: DateTime<Utc>,
 ) -> Result<Result<Vec<FindingRow>, String>, sqlx::Error> {
-    let mut q = QueryBuilder::new(format!(
-        "SELECT {COLUMNS} FROM finding_view WHERE tenant_id = "
-    ));
-    q.push_bind(tenant);
-    filter.push_where(&mut q, now);
+    let search = filter.text.as_ref().filter(|_| sort.follows_text_index());
+    let mut q = match search {
+        // The search reads `finding_text_sort_idx` in the page's order, the search
+        // text beside each entry, and joins the rows that match.
+        Some(text) => {
+            let mut q = QueryBuilder::new(format!(
+                "SELECT {} FROM finding_text JOIN finding_view ON finding_view.id = finding_text.id \
+                 WHERE finding_text.tenant_id = ",
+                qualified(COLUMNS, "finding_view.")
+            ));
+            q.push_bind(tenant)
+                .push(" AND finding_view.tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND finding_text.search LIKE ")
+                .push_bind(like_pattern(text));
+            q
+        }
+        None => {
+            let mut q = QueryBuilder::new(format!(
+                "SELECT {COLUMNS} FROM finding_view WHERE tenant_id = "
+            ));
+            q.push_bind(tenant);
+            q
+        }
+    };
+    let (table, sort_table) = if search.is_some() {
+        ("finding_view.", "finding_text.")
+    } else {
+        ("", "")
+    };
+    filter.push_where(&mut q, now, table, search.is_some());
     if let Some(after) = &page.after {
-        if let Err(e) = sort.push_after(&mut q, after) {
+        if let Err(e) = sort.push_after(&mut q, after, sort_table) {
             return Ok(Err(e));
         }
     }
-    q.push(" ORDER BY ").push(sort.order_by());
+    q.push(" ORDER BY ").push(sort.order_by(sort_table));
     q.push(" LIMIT ").push_bind(page.limit + 1);
     q.push(" OFFSET ").push_bind(page.offset());
     Ok(Ok(q.build_query_as::<FindingRow>().fetch_all(pool).await?))
+}
+
+/// `a, b` as `t.a, t.b`.
+fn qualified(columns: &str, table: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{table}{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The exact number of findings `filter` matches: from the counters when they can
@@ -351,12 +440,23 @@ pub async fn total(
             "SELECT COALESCE(sum(count), 0)::bigint FROM {table} WHERE tenant_id = "
         ));
         q.push_bind(tenant);
-        filter.push_where(&mut q, now);
+        filter.push_where(&mut q, now, "", false);
+        q
+    } else if filter.searches_text_only() {
+        // Every finding has one `finding_text` row: no join to count through.
+        let mut q = QueryBuilder::new("SELECT count(*) FROM finding_text WHERE tenant_id = ");
+        q.push_bind(tenant);
+        if let Some(text) = &filter.text {
+            q.push(" AND search LIKE ").push_bind(like_pattern(text));
+        }
+        if let Some(tags) = &filter.tags {
+            q.push(" AND tags && ").push_bind(tags.clone());
+        }
         q
     } else {
         let mut q = QueryBuilder::new("SELECT count(*) FROM finding_view WHERE tenant_id = ");
         q.push_bind(tenant);
-        filter.push_where(&mut q, now);
+        filter.push_where(&mut q, now, "", false);
         q
     };
     q.build_query_scalar::<i64>().fetch_one(pool).await
@@ -374,9 +474,14 @@ mod tests {
             vec![(SortKey::Severity, true), (SortKey::FirstSeen, true)]
         );
         assert_eq!(
-            sort.order_by(),
+            sort.order_by(""),
             "severity_rank DESC, first_seen DESC, id DESC"
         );
+        assert!(sort.follows_text_index());
+        assert!(!Sort::parse(Some("-severity,firstSeen"))
+            .unwrap()
+            .follows_text_index());
+        assert!(!Sort::parse(Some("dueAt")).unwrap().follows_text_index());
     }
 
     #[test]
@@ -391,10 +496,10 @@ mod tests {
         let sort = Sort::parse(Some("dueAt")).unwrap();
         let mut q = QueryBuilder::new("");
         assert!(sort
-            .push_after(&mut q, &json!([4, "2026-01-01T00:00:00Z", Uuid::nil()]))
+            .push_after(&mut q, &json!([4, "2026-01-01T00:00:00Z", Uuid::nil()]), "")
             .is_err());
         assert!(sort
-            .push_after(&mut q, &json!(["2026-01-01T00:00:00Z", Uuid::nil()]))
+            .push_after(&mut q, &json!(["2026-01-01T00:00:00Z", Uuid::nil()]), "")
             .is_ok());
     }
 

@@ -121,8 +121,10 @@ pub(super) async fn rows(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), P
     Ok(())
 }
 
-/// The search text and tags of findings new to the tables. They never change after
-/// detection, so they live apart from `finding_view`: a status change rewrites a
+/// The search text and tags of findings new to the tables, with the two sort keys
+/// that never change either (severity, first sighting), so that a search in the
+/// default order reads one index. They never change after detection, so they live
+/// apart from `finding_view`: a status change rewrites a
 /// `finding_view` row and every one of its index entries (no HOT update when an
 /// indexed column changes), and the trigram index made that the most expensive part
 /// of a live batch. Rows that are there already are left alone.
@@ -133,15 +135,15 @@ pub(super) async fn texts(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), 
         fn column<'r, T>(rows: &[&'r Row], f: impl Fn(&'r Row) -> T) -> Vec<T> {
             rows.iter().map(|r| f(r)).collect()
         }
-        sqlx::query(
-            "INSERT INTO finding_text (id, tenant_id, search, tags) \
+        sqlx::query(&format!(
+            "INSERT INTO finding_text (id, tenant_id, search, tags, severity_rank, first_seen) \
              SELECT id, tenant_id, lower(concat_ws(' ', title, cve, asset, package)), \
-                    tags::text[] \
+                    tags::text[], {RANK_SQL}, first_seen \
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
-                         $6::text[], $7::text[]) \
-                  AS r(id, tenant_id, title, cve, asset, package, tags) \
-             ON CONFLICT (id) DO NOTHING",
-        )
+                         $6::text[], $7::text[], $8::text[], $9::timestamptz[]) \
+                  AS r(id, tenant_id, title, cve, asset, package, tags, severity, first_seen) \
+             ON CONFLICT (id) DO NOTHING"
+        ))
         .bind(column(chunk, |r| r.id))
         .bind(column(chunk, |r| r.tenant_id))
         .bind(column(chunk, |r| r.title.as_str()))
@@ -149,6 +151,8 @@ pub(super) async fn texts(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), 
         .bind(column(chunk, |r| r.asset.as_str()))
         .bind(column(chunk, |r| r.package.as_deref()))
         .bind(column(chunk, |r| array_literal(&r.tags)))
+        .bind(column(chunk, |r| r.severity.as_str()))
+        .bind(column(chunk, |r| r.first_seen))
         .execute(&mut *conn)
         .await?;
     }
