@@ -1284,6 +1284,12 @@ async fn lag(
     );
     ERRORS.lock().unwrap().clear();
     anyhow::ensure!(findings.len() > warm, "no OPEN findings left to change");
+    // What the load and the previous run left dirty is written out first, so that a
+    // checkpoint they started does not flush during this run (as `vulnledger-bench
+    // http` does before each rate; docs/scaling.md, "writeback stalls").
+    if let Err(e) = sqlx::raw_sql("CHECKPOINT").execute(pool).await {
+        println!("CHECKPOINT failed ({e}): this run may pay for the previous writes");
+    }
     let listener = Listener::start(url).await?;
     let horizon = HorizonWatch::start(pool.clone());
     if plan.sql {
