@@ -372,7 +372,8 @@ pub async fn page(
     now: DateTime<Utc>,
 ) -> Result<Result<Vec<FindingRow>, String>, sqlx::Error> {
     let search = filter.text.as_ref().filter(|_| sort.follows_text_index());
-    let mut q = match search {
+    // `table` qualifies the filters' columns, `sort_table` the sort keys'.
+    let (mut q, table, sort_table) = match search {
         // The search reads `finding_text_sort_idx` in the page's order, the search
         // text beside each entry, and joins the rows that match.
         Some(text) => {
@@ -386,20 +387,15 @@ pub async fn page(
                 .push_bind(tenant)
                 .push(" AND finding_text.search LIKE ")
                 .push_bind(like_pattern(text));
-            q
+            (q, "finding_view.", "finding_text.")
         }
         None => {
             let mut q = QueryBuilder::new(format!(
                 "SELECT {COLUMNS} FROM finding_view WHERE tenant_id = "
             ));
             q.push_bind(tenant);
-            q
+            (q, "", "")
         }
-    };
-    let (table, sort_table) = if search.is_some() {
-        ("finding_view.", "finding_text.")
-    } else {
-        ("", "")
     };
     filter.push_where(&mut q, now, table, search.is_some());
     if let Some(after) = &page.after {
