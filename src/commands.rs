@@ -289,7 +289,7 @@ impl CommandService {
                 .apply(&mut tx, tenant_id, aggregate_id, state)
                 .await?;
             tx.commit().await?;
-            crate::store::wake::committed(self.store.pool());
+            crate::store::wake::committed(self.store.pool(), rows);
             appended
         };
         metrics::counter!("vulnledger_events_appended_total").increment(appended.len() as u64);

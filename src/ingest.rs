@@ -268,7 +268,7 @@ async fn attempt(
     }
     ScanIndex.apply(&mut tx, tenant, &scan_key, &scan).await?;
     tx.commit().await?;
-    crate::store::wake::committed(store.pool());
+    crate::store::wake::committed(store.pool(), &rows);
     metrics::counter!("vulnledger_events_appended_total").increment(rows.len() as u64);
     Ok(Ingested {
         scan,

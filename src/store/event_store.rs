@@ -343,7 +343,7 @@ impl EventStore {
         let appended = self
             .append_with(&mut *self.pool.acquire().await?, events, alongside)
             .await?;
-        super::wake::committed(&self.pool);
+        super::wake::committed(&self.pool, events);
         Ok(appended)
     }
 
