@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use vulnledger_aggregates::{ApprovalApproved, Finding, FindingCommand};
+use vulnledger_aggregates::{Approval, ApprovalApproved, Finding, FindingCommand};
 use vulnledger_projections::{ProjectedEvent, ProjectionCheckpoint};
 
 use crate::commands::{Actor, CommandContext, CommandError, CommandService};
@@ -141,6 +142,10 @@ impl Consumer for Approvals {
         APPROVALS
     }
 
+    fn only(&self) -> Option<&'static str> {
+        Some(Approval::TYPE)
+    }
+
     async fn start(&self, pool: &PgPool) -> anyhow::Result<ProjectionCheckpoint> {
         let at = load_checkpoint(pool, APPROVALS).await?;
         Ok(ProjectionCheckpoint {
@@ -160,10 +165,15 @@ impl Consumer for Approvals {
         let Some((fresh, next)) = crate::projector::after(at, events) else {
             return Ok(*at);
         };
-        for event in &fresh {
-            if event.aggregate_type == "approval" && event.event_type == "ApprovalApproved" {
-                apply_approval(&self.commands, event).await?;
-            }
+        let approved: Vec<&ProjectedEvent> = fresh.iter().filter(is_approved).collect();
+        if approved.is_empty() {
+            // Nothing done, so nothing to lose: the stored checkpoint stays where it
+            // is, and a restart reads approval events from there again, which costs
+            // a filtered read and handles nothing twice.
+            return Ok(next);
+        }
+        for event in approved {
+            apply_approval(&self.commands, event).await?;
         }
         save_checkpoint(
             pool,
@@ -176,6 +186,10 @@ impl Consumer for Approvals {
         .await?;
         Ok(next)
     }
+}
+
+fn is_approved(event: &&ProjectedEvent) -> bool {
+    event.aggregate_type == Approval::TYPE && event.event_type == "ApprovalApproved"
 }
 
 async fn apply_approval(commands: &CommandService, event: &ProjectedEvent) -> anyhow::Result<()> {

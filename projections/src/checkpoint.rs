@@ -70,6 +70,52 @@ pub async fn lock(
     ))
 }
 
+/// The statement that locks `name`'s checkpoint until the transaction ends (as
+/// [`lock`] does, without reading it), for sending with `BEGIN` in one round trip.
+pub fn lock_statement(name: &str) -> String {
+    format!(
+        "SELECT 1 FROM projection_checkpoints WHERE name = '{}' FOR UPDATE",
+        name.replace('\'', "''")
+    )
+}
+
+/// Moves `name` from `from` to `at` and tells listeners, as [`save`] does, but only
+/// if it still stands at `from`; `false` (nothing written, nobody told) if another
+/// writer moved it meanwhile, e.g. a rebuild that swapped in its tables.
+pub async fn advance(
+    conn: &mut PgConnection,
+    name: &str,
+    from: &ProjectionCheckpoint,
+    at: &ProjectionCheckpoint,
+) -> Result<bool, sqlx::Error> {
+    let saved: i64 = sqlx::query_scalar(
+        "WITH saved AS ( \
+           INSERT INTO projection_checkpoints (name, version, txid, position, max_position, events) \
+           VALUES ($1, $2, $3, $4, $5, $6) \
+           ON CONFLICT (name) DO UPDATE SET version = $2, txid = $3, position = $4, \
+               max_position = $5, events = $6, updated_at = now() \
+           WHERE projection_checkpoints.txid = $9 AND projection_checkpoints.position = $10 \
+           RETURNING 1) \
+         SELECT count(*) FROM saved, LATERAL (SELECT pg_notify($7, $8)) AS told",
+    )
+    .bind(name)
+    .bind(at.version)
+    .bind(at.txid)
+    .bind(at.position)
+    .bind(at.max_position)
+    .bind(at.events)
+    .bind(CHANNEL)
+    .bind(format!(
+        "{name} {} {} {}",
+        at.txid, at.position, at.max_position
+    ))
+    .bind(from.txid)
+    .bind(from.position)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(saved == 1)
+}
+
 /// Moves `name` to `at` and tells listeners, inside the batch's transaction (NOTIFY
 /// is delivered on commit, so nobody hears of a batch that rolled back).
 pub async fn save(
