@@ -31,6 +31,11 @@ pub const NAME: &str = "relay";
 const BATCH: i64 = 500;
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The relay saves its checkpoint at most this long after publishing past it, not
+/// after every batch: that was a write transaction per batch, on the path of every
+/// event to NATS. A crash re-publishes at most this much, and JetStream drops it as
+/// duplicates (`bus::DUPLICATE_WINDOW` is far longer).
+const SAVE_EVERY: Duration = Duration::from_millis(500);
 /// How many envelopes an in-process subscriber may fall behind before it lags.
 const IN_PROCESS_CAPACITY: usize = 4096;
 
@@ -124,9 +129,22 @@ async fn relay(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut tail = OrderedReader::new(pool.clone()).tail(*at, BATCH).await?;
+    // Since when the delivered events are ahead of the saved checkpoint.
+    let mut unsaved: Option<tokio::time::Instant> = None;
     loop {
+        let save_at = unsaved.map(|since| since + SAVE_EVERY);
         let batch = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep_until(save_at.unwrap_or_else(tokio::time::Instant::now)),
+                if save_at.is_some() =>
+            {
+                // Reading is cancel-safe: the tail moves only when a batch is handed out.
+                if let Some(name) = durable {
+                    save_checkpoint(pool, name, *at).await?;
+                }
+                unsaved = None;
+                continue;
+            }
             batch = tail.next_batch() => batch?,
         };
         let envelopes: Vec<Arc<CloudEvent>> = batch
@@ -134,13 +152,17 @@ async fn relay(
             .map(|e| Arc::new(CloudEvent::from_stored(e)))
             .collect();
         if !publish_until_delivered(target, &envelopes, shutdown).await {
-            return Ok(());
-        }
-        if let Some(name) = durable {
-            save_checkpoint(pool, name, tail.checkpoint()).await?;
+            break;
         }
         *at = tail.checkpoint();
+        if durable.is_some() {
+            unsaved.get_or_insert_with(tokio::time::Instant::now);
+        }
     }
+    if let (Some(name), Some(_)) = (durable, unsaved) {
+        save_checkpoint(pool, name, *at).await?;
+    }
+    Ok(())
 }
 
 /// Retries the same batch until it is delivered; `false` if shut down first.
