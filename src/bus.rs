@@ -39,7 +39,19 @@ pub struct CloudEvent {
     /// Not part of the envelope: the NATS subject it is published on.
     #[serde(skip)]
     pub nats_subject: String,
+    /// Not part of the envelope: the event's transaction id (its place in commit
+    /// order) and request id, sent as the headers [`TXID_HEADER`] and
+    /// [`REQUEST_ID_HEADER`] so that our consumers need not ask the store for them.
+    #[serde(skip)]
+    pub txid: Option<i64>,
+    #[serde(skip)]
+    pub request_id: Option<String>,
 }
+
+/// The header that carries an event's transaction id.
+pub const TXID_HEADER: &str = "Vulnledger-Txid";
+/// The header that carries the request id of the command that recorded an event.
+pub const REQUEST_ID_HEADER: &str = "Vulnledger-Request-Id";
 
 impl CloudEvent {
     pub fn from_stored(event: &StoredEvent) -> Self {
@@ -59,6 +71,8 @@ impl CloudEvent {
             sequence: event.sequence,
             actor: event.metadata_str("actor_id").map(str::to_owned),
             nats_subject: subject_of(event),
+            txid: Some(event.txid),
+            request_id: event.metadata_str("request_id").map(str::to_owned),
         }
     }
 }
@@ -264,6 +278,12 @@ impl Bus {
                 for event in batch {
                     let mut headers = async_nats::HeaderMap::new();
                     headers.insert("Nats-Msg-Id", event.id.as_str());
+                    if let Some(txid) = event.txid {
+                        headers.insert(TXID_HEADER, txid.to_string().as_str());
+                    }
+                    if let Some(request_id) = &event.request_id {
+                        headers.insert(REQUEST_ID_HEADER, request_id.as_str());
+                    }
                     let payload = bytes::Bytes::from(serde_json::to_vec(&**event)?);
                     acks.push(
                         context

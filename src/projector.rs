@@ -388,24 +388,43 @@ impl Worker {
         }
     }
 
-    /// CloudEvents back into events, with the commit-order key NATS does not carry.
+    /// CloudEvents back into events, with the commit-order key (the transaction id)
+    /// and request id that the envelope does not carry: from the relay's headers, or,
+    /// for messages published without them (by an earlier release), from the store.
     async fn decode(&self, batch: &[Message]) -> anyhow::Result<Vec<ProjectedEvent>> {
         let envelopes: Vec<CloudEvent> = batch
             .iter()
             .map(|m| serde_json::from_slice(&m.payload))
             .collect::<Result<_, _>>()
             .context("a message on the event stream is not a vulnledger CloudEvent")?;
-        let positions: Vec<i64> = envelopes.iter().map(|e| e.position).collect();
-        let known: std::collections::HashMap<i64, (i64, Option<String>)> = sqlx::query_as(
-            "SELECT position, txid::text::bigint, metadata->>'request_id' \
-             FROM UNNEST($1::bigint[]) AS k(position) JOIN events USING (position)",
-        )
-        .bind(&positions)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|(position, txid, request_id)| (position, (txid, request_id)))
-        .collect();
+        let mut known = std::collections::HashMap::with_capacity(batch.len());
+        let mut unknown = Vec::new();
+        for (message, envelope) in batch.iter().zip(&envelopes) {
+            let header = |name: &str| {
+                let headers = message.headers.as_ref()?;
+                headers.get(name).map(|v| v.as_str().to_owned())
+            };
+            match header(bus::TXID_HEADER).and_then(|t| t.parse::<i64>().ok()) {
+                Some(txid) => {
+                    known.insert(envelope.position, (txid, header(bus::REQUEST_ID_HEADER)));
+                }
+                None => unknown.push(envelope.position),
+            }
+        }
+        if !unknown.is_empty() {
+            let stored: Vec<(i64, i64, Option<String>)> = sqlx::query_as(
+                "SELECT position, txid::text::bigint, metadata->>'request_id' \
+                 FROM UNNEST($1::bigint[]) AS k(position) JOIN events USING (position)",
+            )
+            .bind(&unknown)
+            .fetch_all(&self.pool)
+            .await?;
+            known.extend(
+                stored
+                    .into_iter()
+                    .map(|(position, txid, request_id)| (position, (txid, request_id))),
+            );
+        }
         envelopes
             .into_iter()
             .map(|e| {

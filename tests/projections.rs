@@ -423,6 +423,138 @@ async fn read_models_fed_through_jetstream_lose_nothing_when_nats_stops_and_rest
     assert_eq!(counted, expected);
 }
 
+/// The relay now sends each event's transaction id and request id as headers, so
+/// that workers need not ask the store; messages an earlier release published
+/// without them are still in the stream after an upgrade, and must still apply.
+#[tokio::test]
+async fn a_worker_applies_events_that_an_earlier_relay_published_without_headers() {
+    let nats = common::nats::NatsServer::start(common::nats::free_port()).await;
+    // No relay and no workers in the app: the test publishes, as an earlier relay did.
+    let app = common::spawn_app_with(|c| c.run_workers = false).await;
+    let pool = &app.db.pool;
+    let tenant = app.tenant("acme").await;
+    let js = nats.jetstream().await;
+    js.get_or_create_stream(vulnledger::bus::stream_config())
+        .await
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    projector::spawn(pool.clone(), Some(nats.url()), vec![], shutdown.clone());
+    // Following JetStream once its durable consumer exists (it caught up on an empty
+    // store first); from here on it learns of events from the stream only.
+    let stream = js.get_stream(vulnledger::bus::STREAM).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stream.consumer_info("projection-findings").await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never subscribed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A transaction left open holds the store's horizon below the events appended
+    // next, so a worker that fails on the messages and restarts cannot find them in
+    // the store instead: the messages are the only way in.
+    let mut horizon = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *horizon)
+        .await
+        .unwrap();
+    scan_at(
+        pool,
+        tenant,
+        "api:1",
+        &[("first", "HIGH"), ("second", "LOW")],
+        Utc::now() - Duration::days(1),
+    )
+    .await;
+    let events: Vec<vulnledger::store::StoredEvent> = sqlx::query_as::<_, StoredRow>(
+        "SELECT position, txid::text::bigint AS txid, tenant_id, aggregate_type, \
+                aggregate_id, sequence, event_type, event_version, payload, metadata, \
+                recorded_at \
+         FROM events ORDER BY position",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(StoredRow::into_event)
+    .collect();
+    assert!(!events.is_empty());
+    for event in &events {
+        let envelope = vulnledger::bus::CloudEvent::from_stored(event);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", envelope.id.as_str());
+        js.publish_with_headers(
+            envelope.nats_subject.clone(),
+            headers,
+            serde_json::to_vec(&envelope).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let at = vulnledger_projections::checkpoint::load(pool, "findings")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        if at.events == events.len() as i64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "applied {} of {} events",
+            at.events,
+            events.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM finding_view ORDER BY title")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(titles, ["first", "second"]);
+    shutdown.cancel();
+    horizon.rollback().await.unwrap();
+}
+
+/// An `events` row, read without the ordered reader's horizon.
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    position: i64,
+    txid: i64,
+    tenant_id: Uuid,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Value,
+    metadata: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+impl StoredRow {
+    fn into_event(self) -> vulnledger::store::StoredEvent {
+        vulnledger::store::StoredEvent {
+            position: self.position,
+            txid: self.txid,
+            tenant_id: self.tenant_id,
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload: self.payload,
+            metadata: self.metadata,
+            recorded_at: self.recorded_at,
+        }
+    }
+}
+
 #[tokio::test]
 async fn with_nats_an_approval_reaches_its_finding_through_the_approvals_consumer() {
     let nats = common::nats::NatsServer::start(common::nats::free_port()).await;
