@@ -88,13 +88,36 @@ pub async fn advance(
     from: &ProjectionCheckpoint,
     at: &ProjectionCheckpoint,
 ) -> Result<bool, sqlx::Error> {
+    write(conn, name, Some(from), at).await
+}
+
+/// Moves `name` to `at` and tells listeners, inside the batch's transaction (NOTIFY
+/// is delivered on commit, so nobody hears of a batch that rolled back).
+pub async fn save(
+    conn: &mut PgConnection,
+    name: &str,
+    at: &ProjectionCheckpoint,
+) -> Result<(), sqlx::Error> {
+    write(conn, name, None, at).await.map(drop)
+}
+
+/// [`advance`] from `from`, or from wherever it stands when `None`; whether it moved.
+async fn write(
+    conn: &mut PgConnection,
+    name: &str,
+    from: Option<&ProjectionCheckpoint>,
+    at: &ProjectionCheckpoint,
+) -> Result<bool, sqlx::Error> {
+    // One round trip: the notification rides on the statement that saves, and is
+    // sent only if it did.
     let saved: i64 = sqlx::query_scalar(
         "WITH saved AS ( \
            INSERT INTO projection_checkpoints (name, version, txid, position, max_position, events) \
            VALUES ($1, $2, $3, $4, $5, $6) \
            ON CONFLICT (name) DO UPDATE SET version = $2, txid = $3, position = $4, \
                max_position = $5, events = $6, updated_at = now() \
-           WHERE projection_checkpoints.txid = $9 AND projection_checkpoints.position = $10 \
+           WHERE $9::bigint IS NULL \
+              OR (projection_checkpoints.txid = $9 AND projection_checkpoints.position = $10) \
            RETURNING 1) \
          SELECT count(*) FROM saved, LATERAL (SELECT pg_notify($7, $8)) AS told",
     )
@@ -109,41 +132,9 @@ pub async fn advance(
         "{name} {} {} {}",
         at.txid, at.position, at.max_position
     ))
-    .bind(from.txid)
-    .bind(from.position)
+    .bind(from.map(|f| f.txid))
+    .bind(from.map(|f| f.position))
     .fetch_one(&mut *conn)
     .await?;
     Ok(saved == 1)
-}
-
-/// Moves `name` to `at` and tells listeners, inside the batch's transaction (NOTIFY
-/// is delivered on commit, so nobody hears of a batch that rolled back).
-pub async fn save(
-    conn: &mut PgConnection,
-    name: &str,
-    at: &ProjectionCheckpoint,
-) -> Result<(), sqlx::Error> {
-    // One round trip: the notification rides on the statement that saves.
-    sqlx::query(
-        "WITH saved AS ( \
-           INSERT INTO projection_checkpoints (name, version, txid, position, max_position, events) \
-           VALUES ($1, $2, $3, $4, $5, $6) \
-           ON CONFLICT (name) DO UPDATE SET version = $2, txid = $3, position = $4, \
-               max_position = $5, events = $6, updated_at = now()) \
-         SELECT pg_notify($7, $8)",
-    )
-    .bind(name)
-    .bind(at.version)
-    .bind(at.txid)
-    .bind(at.position)
-    .bind(at.max_position)
-    .bind(at.events)
-    .bind(CHANNEL)
-    .bind(format!(
-        "{name} {} {} {}",
-        at.txid, at.position, at.max_position
-    ))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
