@@ -1,12 +1,13 @@
 //! Rebuilding a projection while the API keeps serving the old rows.
 //!
 //! 1. Shadow tables: a schema `rebuild_<name>` gets empty copies of the projection's
-//!    tables (columns, defaults, checks, primary keys).
+//!    tables (columns, defaults, checks, primary keys, except the keys of tables the
+//!    replay only appends to: [`Replay::deferred_keys`]).
 //! 2. Replay: the whole store, through the same ordered reader and the same
 //!    projection code as the live worker, into the shadow tables (the projection's
 //!    SQL names its tables unqualified; `search_path` points it at the shadow).
-//!    Secondary indexes are created afterwards, with their original names: building
-//!    an index once is cheaper than maintaining it row by row.
+//!    Secondary indexes, and the deferred keys, are created afterwards, with their
+//!    original names: building an index once is cheaper than maintaining it row by row.
 //! 3. Swap, in one transaction: lock the projection's checkpoint row (a live batch
 //!    in flight finishes first, the next one waits), apply what was appended during
 //!    the replay, replace the live tables by the shadow ones, and move the checkpoint
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sqlx::{Connection, PgConnection, PgPool};
+#[cfg(doc)]
+use vulnledger_projections::Replay;
 use vulnledger_projections::{checkpoint, Projection, ProjectionCheckpoint};
 
 use crate::projector::{after, into_projected};
@@ -62,7 +65,9 @@ pub async fn rebuild(
             projection.name()
         );
     }
-    let indexes = prepare_shadow(pool, projection.as_ref(), &shadow).await?;
+    let mut replay = projection.replay();
+    let deferred = replay.as_ref().map_or(&[][..], |r| r.deferred_keys());
+    let (indexes, keys) = prepare_shadow(pool, projection.as_ref(), &shadow, deferred).await?;
     // The highest position: an estimate of the count (positions have gaps where
     // appends rolled back) that an index answers at once.
     let total: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
@@ -108,7 +113,6 @@ pub async fn rebuild(
     sqlx::query("SET synchronous_commit TO off")
         .execute(&mut conn)
         .await?;
-    let mut replay = projection.replay();
     while let Some(batch) = incoming.recv().await {
         let Some((fresh, next)) = after(&at, batch?) else {
             continue;
@@ -134,6 +138,9 @@ pub async fn rebuild(
         tx.commit().await?;
     }
     build_indexes(pool, &indexes).await?;
+    for key in &keys {
+        sqlx::query(key).execute(&mut conn).await?;
+    }
     sqlx::query(&format!("ANALYZE {}", projection.tables().join(", ")))
         .execute(&mut conn)
         .await?;
@@ -188,16 +195,20 @@ pub async fn rebuild(
     })
 }
 
-/// Builds the shadow's secondary indexes, each in one pass (cheaper than maintaining
-/// them row by row during the replay): GIN indexes, the slow ones, on one connection
-/// and the B-trees beside them on another.
+/// Builds the shadow's secondary indexes, and the unique indexes of its deferred keys,
+/// each in one pass (cheaper than maintaining them row by row during the replay): GIN
+/// indexes, the slow ones, on one connection and the B-trees beside them on another.
+/// Starting the text indexes while the replay still wrote the other tables was tried,
+/// and gained nothing: both are CPU-bound on two cores (docs/benchmarks.md).
 async fn build_indexes(pool: &PgPool, indexes: &[String]) -> anyhow::Result<()> {
     let (gin, btree): (Vec<&String>, Vec<&String>) =
         indexes.iter().partition(|sql| sql.contains(" USING gin "));
     async fn build(pool: &PgPool, statements: Vec<&String>) -> anyhow::Result<()> {
         let mut conn = pool.acquire().await?.detach();
-        // Enough for the trigram index of a million rows to build without spilling.
-        sqlx::query("SET maintenance_work_mem TO '256MB'")
+        // The trigram index over a million findings' texts built in 27.8 s with 1 GB
+        // against 29.5 s with 256 MB; the B-trees over millions of rows sort with
+        // fewer passes over disk.
+        sqlx::query("SET maintenance_work_mem TO '1GB'")
             .execute(&mut conn)
             .await?;
         for sql in statements {
@@ -224,13 +235,17 @@ async fn in_shadow(conn: &mut PgConnection, shadow: &str) -> Result<(), sqlx::Er
     Ok(())
 }
 
-/// Creates the empty shadow tables with their primary keys; returns the statements
-/// that create their other indexes (same names, shadow schema).
+/// Creates the empty shadow tables with their primary keys, but those of `deferred`.
+/// Returns the statements that create their other indexes, and the unique indexes of
+/// the deferred keys, then the statements that turn those into the keys (same names,
+/// shadow schema). The index comes first because building it only shares the table
+/// with the other index builds, where adding a key outright waits for them all.
 async fn prepare_shadow(
     pool: &PgPool,
     projection: &dyn Projection,
     shadow: &str,
-) -> anyhow::Result<Vec<String>> {
+    deferred: &[&str],
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
         .execute(pool)
         .await?;
@@ -238,6 +253,7 @@ async fn prepare_shadow(
         .execute(pool)
         .await?;
     let mut indexes = Vec::new();
+    let mut deferred_keys = Vec::new();
     for table in projection.tables() {
         sqlx::query(&format!(
             "CREATE TABLE {shadow}.{table} \
@@ -246,19 +262,36 @@ async fn prepare_shadow(
         .execute(pool)
         .await
         .with_context(|| format!("creating the shadow of {table}"))?;
-        let keys: Vec<(String, String)> = sqlx::query_as(
-            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+        let keys: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT conname::text, pg_get_constraintdef(oid), \
+                    CASE contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END, \
+                    pg_get_indexdef(conindid) \
+             FROM pg_constraint \
              WHERE conrelid = ('public.' || $1)::regclass AND contype IN ('p', 'u')",
         )
         .bind(table)
         .fetch_all(pool)
         .await?;
-        for (name, definition) in &keys {
-            sqlx::query(&format!(
-                "ALTER TABLE {shadow}.{table} ADD CONSTRAINT {name} {definition}"
-            ))
-            .execute(pool)
-            .await?;
+        let in_shadow = |definition: String| {
+            definition.replacen(
+                &format!(" ON public.{table} "),
+                &format!(" ON {shadow}.{table} "),
+                1,
+            )
+        };
+        for (name, definition, kind, index) in keys {
+            if deferred.contains(table) {
+                indexes.push(in_shadow(index));
+                deferred_keys.push(format!(
+                    "ALTER TABLE {shadow}.{table} ADD CONSTRAINT {name} {kind} USING INDEX {name}"
+                ));
+            } else {
+                sqlx::query(&format!(
+                    "ALTER TABLE {shadow}.{table} ADD CONSTRAINT {name} {definition}"
+                ))
+                .execute(pool)
+                .await?;
+            }
         }
         let others: Vec<(String,)> = sqlx::query_as(
             "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i \
@@ -268,15 +301,13 @@ async fn prepare_shadow(
         .bind(table)
         .fetch_all(pool)
         .await?;
-        for (definition,) in others {
-            indexes.push(definition.replacen(
-                &format!(" ON public.{table} "),
-                &format!(" ON {shadow}.{table} "),
-                1,
-            ));
-        }
+        indexes.extend(
+            others
+                .into_iter()
+                .map(|(definition,)| in_shadow(definition)),
+        );
     }
-    Ok(indexes)
+    Ok((indexes, deferred_keys))
 }
 
 /// Where a projection stands.

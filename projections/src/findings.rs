@@ -68,21 +68,40 @@ impl Projection for FindingsProjection {
     }
 
     fn replay(&self) -> Option<Box<dyn Replay>> {
-        Some(Box::new(FindingsReplay(Fold::replay())))
+        Some(Box::new(FindingsReplay {
+            fold: Fold::replay(),
+            max_sightings: REPLAY_MAX_SIGHTINGS,
+            step: usize::MAX,
+        }))
     }
 }
 
-/// A replay that writes out and forgets its rows whenever it holds `max_rows`: what
-/// a rebuild of a history too large for memory does, at a size a test can reach.
+/// A replay that writes out and forgets its rows whenever it holds `max_rows`, and
+/// its sightings whenever it holds as many: what a rebuild of a history too large for
+/// memory does, at a size a test can reach. It looks at what it holds after every
+/// `max_rows` events, not only after each batch it is fed.
 pub fn replay_holding(max_rows: usize) -> Box<dyn Replay> {
-    Box::new(FindingsReplay(Fold {
-        max_rows,
-        ..Fold::replay()
-    }))
+    let max_rows = max_rows.max(1);
+    Box::new(FindingsReplay {
+        fold: Fold {
+            max_rows,
+            ..Fold::replay()
+        },
+        max_sightings: max_rows,
+        step: max_rows,
+    })
 }
 
 /// A rebuild's fold: one over the whole history, flushed when it holds too much.
-struct FindingsReplay(Fold);
+struct FindingsReplay {
+    fold: Fold,
+    max_sightings: usize,
+    /// Events folded between two looks at how much is held.
+    step: usize,
+}
+
+/// Tables the replay only appends to, whose keys the rebuild builds afterwards.
+const APPENDED_BY_REPLAY: &[&str] = &["finding_text", "finding_scans"];
 
 #[async_trait::async_trait]
 impl Replay for FindingsReplay {
@@ -91,20 +110,30 @@ impl Replay for FindingsReplay {
         conn: &mut PgConnection,
         events: &[ProjectedEvent],
     ) -> Result<(), ProjectionError> {
-        self.0.feed(conn, events).await?;
-        if self.0.rows.len() >= self.0.max_rows {
-            self.0.flush(conn).await?;
-        } else if self.0.deltas.sightings.len() >= REPLAY_MAX_SIGHTINGS {
-            // Sightings never change once written: they go out alone, and the rows
-            // stay held, to be written once.
-            let sightings = std::mem::take(&mut self.0.deltas.sightings);
-            write::sightings(conn, &sightings).await?;
+        for events in events.chunks(self.step) {
+            self.fold.feed(conn, events).await?;
+            if self.fold.rows.len() >= self.fold.max_rows {
+                self.fold.flush(conn).await?;
+            } else if self.fold.deltas.sightings.len() >= self.max_sightings {
+                // Sightings never change once written: they go out alone, and the
+                // rows stay held, to be written once.
+                let sightings = std::mem::take(&mut self.fold.deltas.sightings);
+                self.fold.write_sightings(conn, &sightings).await?;
+            }
         }
         Ok(())
     }
 
     async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
-        self.0.flush(conn).await
+        self.fold.flush(conn).await?;
+        // A scan whose sightings went out in two writes may have had the same
+        // finding in both (seen by the scan, then reopened by it, say).
+        let repeated: Vec<Uuid> = self.fold.repeated_scans.iter().copied().collect();
+        write::forget_repeated_sightings(conn, &repeated).await
+    }
+
+    fn deferred_keys(&self) -> &'static [&'static str] {
+        APPENDED_BY_REPLAY
     }
 }
 
@@ -285,6 +314,11 @@ pub(crate) struct Fold {
     dropped: Option<HashSet<Uuid>>,
     /// Rows held before a replay writes them out and forgets them.
     max_rows: usize,
+    /// For a replay: the scans whose sightings it has written, and those among them
+    /// whose sightings it wrote more than once (the only ones that may repeat, as a
+    /// replay appends them without looking at what the table holds).
+    sighted_scans: HashSet<Uuid>,
+    repeated_scans: HashSet<Uuid>,
 }
 
 impl Default for Fold {
@@ -297,6 +331,8 @@ impl Default for Fold {
             policies: HashMap::new(),
             dropped: None,
             max_rows: REPLAY_MAX_ROWS,
+            sighted_scans: HashSet::new(),
+            repeated_scans: HashSet::new(),
         }
     }
 }
@@ -308,6 +344,11 @@ impl Fold {
             dropped: Some(HashSet::new()),
             ..Self::default()
         }
+    }
+
+    /// A replay into tables only it writes: it knows which rows they hold.
+    fn replaying(&self) -> bool {
+        self.dropped.is_some()
     }
 
     fn may_be_stored(&self, id: &Uuid) -> bool {
@@ -454,14 +495,19 @@ impl Fold {
             }
             changed.push(row);
         }
-        let new: Vec<&Row> = changed
+        let (new, known): (Vec<&Row>, Vec<&Row>) = changed
             .iter()
             .copied()
-            .filter(|row| !self.stored.contains_key(&row.id))
-            .collect();
-        write::rows(conn, &changed).await?;
-        write::texts(conn, &new).await?;
+            .partition(|row| !self.stored.contains_key(&row.id));
+        if self.replaying() {
+            write::rows(conn, &known, false).await?;
+            write::rows(conn, &new, true).await?;
+        } else {
+            write::rows(conn, &changed, false).await?;
+        }
+        write::texts(conn, &new, self.replaying()).await?;
         write::deltas(conn, &deltas).await?;
+        self.write_sightings(conn, &deltas.sightings).await?;
         if self.rows.len() >= self.max_rows {
             self.touched.clear();
             self.drop_rows();
@@ -472,6 +518,24 @@ impl Fold {
         }
         self.touched.clear();
         Ok(())
+    }
+
+    /// Writes sightings: a live batch skips those the table has; a replay appends
+    /// them and notes the scans it wrote sightings of before.
+    async fn write_sightings(
+        &mut self,
+        conn: &mut PgConnection,
+        sightings: &HashSet<(Uuid, Uuid, Uuid)>,
+    ) -> Result<(), ProjectionError> {
+        if self.replaying() {
+            let scans: HashSet<Uuid> = sightings.iter().map(|(_, scan, _)| *scan).collect();
+            for scan in scans {
+                if !self.sighted_scans.insert(scan) {
+                    self.repeated_scans.insert(scan);
+                }
+            }
+        }
+        write::sightings(conn, sightings, self.replaying()).await
     }
 }
 

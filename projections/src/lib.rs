@@ -110,6 +110,15 @@ pub trait Replay: Send {
 
     /// Writes everything it still holds.
     async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError>;
+
+    /// Tables whose primary keys the replay can do without while it writes: it only
+    /// appends rows it knows are new there, and removes in [`finish`](Self::finish)
+    /// any repeat it could not rule out. The rebuild adds those keys after `finish`,
+    /// with the secondary indexes: building a key once is several times cheaper than
+    /// checking and maintaining it row by row.
+    fn deferred_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Every projection the product runs.

@@ -67,8 +67,17 @@ pub(super) async fn load_policies(
 const ROWS_PER_STATEMENT: usize = 10_000;
 
 /// Rows travel as one array per column (binary, no JSON to parse): tags, an array
-/// per row, as the text of a PostgreSQL array literal.
-pub(super) async fn rows(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), ProjectionError> {
+/// per row, as the text of a PostgreSQL array literal. Rows the table has are
+/// updated, unless `appending` (a replay's rows new to the table), which does not look.
+pub(super) async fn rows(
+    conn: &mut PgConnection,
+    rows: &[&Row],
+    appending: bool,
+) -> Result<(), ProjectionError> {
+    let upsert = "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+             last_seen = EXCLUDED.last_seen, resolved_at = EXCLUDED.resolved_at, \
+             due_at = EXCLUDED.due_at, risk_acceptance = EXCLUDED.risk_acceptance, \
+             version = EXCLUDED.version";
     let sql = format!(
         "INSERT INTO finding_view ({ROW_COLUMNS}, severity_rank) \
          SELECT id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
@@ -81,11 +90,8 @@ pub(super) async fn rows(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), P
                      $21::int8[]) \
               AS r(id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
                    installed_version, fixed_version, location, status, first_seen, last_seen, \
-                   resolved_at, due_at, risk_acceptance, tags, version) \
-         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
-             last_seen = EXCLUDED.last_seen, resolved_at = EXCLUDED.resolved_at, \
-             due_at = EXCLUDED.due_at, risk_acceptance = EXCLUDED.risk_acceptance, \
-             version = EXCLUDED.version"
+                   resolved_at, due_at, risk_acceptance, tags, version) {}",
+        if appending { "" } else { upsert }
     );
     let mut rows = rows.to_vec();
     rows.sort_unstable_by_key(|r| r.id);
@@ -127,8 +133,13 @@ pub(super) async fn rows(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), P
 /// apart from `finding_view`: a status change rewrites a
 /// `finding_view` row and every one of its index entries (no HOT update when an
 /// indexed column changes), and the trigram index made that the most expensive part
-/// of a live batch. Rows that are there already are left alone.
-pub(super) async fn texts(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), ProjectionError> {
+/// of a live batch. Rows that are there already are left alone; `appending` (a
+/// replay, which knows the rows are new) does not look.
+pub(super) async fn texts(
+    conn: &mut PgConnection,
+    rows: &[&Row],
+    appending: bool,
+) -> Result<(), ProjectionError> {
     let mut rows = rows.to_vec();
     rows.sort_unstable_by_key(|r| r.id);
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -141,8 +152,12 @@ pub(super) async fn texts(conn: &mut PgConnection, rows: &[&Row]) -> Result<(), 
                     tags::text[], {RANK_SQL}, first_seen \
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
                          $6::text[], $7::text[], $8::text[], $9::timestamptz[]) \
-                  AS r(id, tenant_id, title, cve, asset, package, tags, severity, first_seen) \
-             ON CONFLICT (id) DO NOTHING"
+                  AS r(id, tenant_id, title, cve, asset, package, tags, severity, first_seen) {}",
+            if appending {
+                ""
+            } else {
+                "ON CONFLICT (id) DO NOTHING"
+            }
         ))
         .bind(column(chunk, |r| r.id))
         .bind(column(chunk, |r| r.tenant_id))
@@ -268,32 +283,61 @@ pub(super) async fn deltas(conn: &mut PgConnection, d: &Deltas) -> Result<(), Pr
         .execute(&mut *conn)
         .await?;
     }
-    sightings(conn, &d.sightings).await?;
     if !d.assets.is_empty() {
         refresh_assets(conn, &d.assets).await?;
     }
     Ok(())
 }
 
-/// (tenant, scan, finding): which scans saw which findings.
+/// (tenant, scan, finding): which scans saw which findings. Those the table has are
+/// skipped, unless `appending` (a replay into a table without its key yet, which
+/// removes repeats at the end: [`forget_repeated_sightings`]).
 pub(super) async fn sightings(
     conn: &mut PgConnection,
     sightings: &HashSet<(Uuid, Uuid, Uuid)>,
+    appending: bool,
 ) -> Result<(), ProjectionError> {
     // In key order, so the index is filled page by page rather than at random.
     let mut sightings: Vec<&(Uuid, Uuid, Uuid)> = sightings.iter().collect();
     sightings.sort_unstable_by_key(|(_, scan, finding)| (*scan, *finding));
+    let sql = format!(
+        "INSERT INTO finding_scans (tenant_id, scan_id, finding_id) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) {}",
+        if appending {
+            ""
+        } else {
+            "ON CONFLICT DO NOTHING"
+        }
+    );
     for chunk in sightings.chunks(ROWS_PER_STATEMENT * 5) {
-        sqlx::query(
-            "INSERT INTO finding_scans (tenant_id, scan_id, finding_id) \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) ON CONFLICT DO NOTHING",
-        )
-        .bind(chunk.iter().map(|s| s.0).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|s| s.1).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|s| s.2).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&sql)
+            .bind(chunk.iter().map(|s| s.0).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.1).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.2).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
     }
+    Ok(())
+}
+
+/// Deletes all but one of each sighting of `scans` that is there more than once.
+pub(super) async fn forget_repeated_sightings(
+    conn: &mut PgConnection,
+    scans: &[Uuid],
+) -> Result<(), ProjectionError> {
+    if scans.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM finding_scans f \
+         USING (SELECT scan_id, finding_id, min(ctid) AS kept FROM finding_scans \
+                WHERE scan_id = ANY($1::uuid[]) \
+                GROUP BY scan_id, finding_id HAVING count(*) > 1) AS r \
+         WHERE f.scan_id = r.scan_id AND f.finding_id = r.finding_id AND f.ctid <> r.kept",
+    )
+    .bind(scans)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
