@@ -208,7 +208,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             // its temporary file.
             let stop = CancellationToken::new();
             crate::shutdown::on_signal(stop.clone());
-            crate::audit::export_to(pool, filter, format, output.as_deref(), stop).await
+            let exported =
+                crate::audit::export_to(pool.clone(), filter, format, output.as_deref(), stop)
+                    .await;
+            // A connection the server dropped midway is tested and discarded by the
+            // pool in the background, which logs a warning. Waiting for that here
+            // keeps the reason for the failure the last line the command prints.
+            pool.close().await;
+            exported
         }
         Command::Relay => {
             let url =
