@@ -149,24 +149,17 @@ impl AuditFilter {
     }
 }
 
-/// Entries after `after` (a position), oldest first.
+/// One page of the listing as of `snapshot`: entries after `after` (a position,
+/// 0 for the start) and `offset` more, oldest first.
 pub async fn page(
     pool: &PgPool,
     filter: &AuditFilter,
-    after: Option<i64>,
+    snapshot: &Snapshot,
+    after: i64,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    let mut q = QueryBuilder::new(SELECT);
-    filter.push_where(&mut q);
-    if let Some(after) = after {
-        q.push(" AND position > ").push_bind(after);
-    }
-    q.push(" ORDER BY position LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
-    fetch(pool, q).await
+    snapshot.page(pool, filter, after, limit, offset).await
 }
 
 async fn fetch(
@@ -180,36 +173,81 @@ async fn fetch(
         .collect()
 }
 
-/// What an export holds: the events committed when it started. `position` is handed
-/// out at insert, before commit (see `store/reader.rs`), so paging by position alone
-/// would miss a transaction that took a smaller position and commits while the
-/// export runs, yet include later ones. Every page is therefore restricted to the
+/// What an export or a paged listing holds: the events committed when it started.
+/// `position` is handed out at insert, before commit (see `store/reader.rs`), so
+/// paging by position alone would miss a transaction that took a smaller position
+/// and commits while the export runs (or between two pages), yet include later
+/// ones: a log with a hole in it. Every page is therefore restricted to the
 /// transactions that the database snapshot taken at the start saw as committed;
 /// pages stay short statements (keyset by position, through the
-/// `(tenant_id, position)` index), and no transaction stays open.
-#[derive(Debug, Clone)]
-struct Snapshot(
+/// `(tenant_id, position)` index), and no transaction stays open. A listing's
+/// cursor carries its snapshot, so every page of one listing agrees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot(
     /// `pg_current_snapshot()` as text (`xmin:xmax:xip,...`).
     String,
 );
 
+/// Longer snapshots are refused from cursors: a real one lists the transactions in
+/// progress when it was taken, a few dozen at most.
+const SNAPSHOT_MAX_LEN: usize = 4096;
+
 impl Snapshot {
-    async fn take(pool: &PgPool) -> Result<Self, sqlx::Error> {
+    pub async fn take(pool: &PgPool) -> Result<Self, sqlx::Error> {
         sqlx::query_scalar("SELECT pg_current_snapshot()::text")
             .fetch_one(pool)
             .await
             .map(Self)
     }
 
-    /// Up to `limit` entries after `after` that were committed in the snapshot,
-    /// oldest first. Rows appended since the snapshot are skipped by the filter, so
-    /// only the last page reads past the export's end (once).
+    /// A snapshot as [`as_str`](Self::as_str) wrote it, from a client's cursor;
+    /// `None` unless PostgreSQL would accept it (`xmin <= xmax`, both non-zero, the
+    /// in-progress ids ascending within `[xmin, xmax)`), so that a forged cursor is a
+    /// bad request and not a database error.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.len() > SNAPSHOT_MAX_LEN {
+            return None;
+        }
+        let number = |s: &str| -> Option<u64> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse().ok()
+        };
+        let mut parts = text.splitn(3, ':');
+        let xmin = number(parts.next()?)?;
+        let xmax = number(parts.next()?)?;
+        let xip = parts.next()?;
+        if xmin == 0 || xmax < xmin {
+            return None;
+        }
+        if !xip.is_empty() {
+            let mut last = xmin;
+            for id in xip.split(',') {
+                let id = number(id)?;
+                if id < last || id >= xmax {
+                    return None;
+                }
+                last = id;
+            }
+        }
+        Some(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Up to `limit` entries after `after` and `offset` more that were committed in
+    /// the snapshot, oldest first. Rows appended since the snapshot are skipped by
+    /// the filter, so only the last page reads past the listing's end (once).
     async fn page(
         &self,
         pool: &PgPool,
         filter: &AuditFilter,
         after: i64,
         limit: i64,
+        offset: i64,
     ) -> Result<Vec<AuditEntry>, sqlx::Error> {
         let mut q = QueryBuilder::new(SELECT);
         filter.push_where(&mut q);
@@ -219,6 +257,9 @@ impl Snapshot {
             .push_bind(self.0.clone())
             .push("::pg_snapshot) ORDER BY position LIMIT ")
             .push_bind(limit);
+        if offset > 0 {
+            q.push(" OFFSET ").push_bind(offset);
+        }
         fetch(pool, q).await
     }
 }
@@ -324,7 +365,7 @@ pub fn export(
                     (Snapshot::take(&pool).await?, 0)
                 }
             };
-            let rows = snapshot.page(&pool, &filter, after, CHUNK).await?;
+            let rows = snapshot.page(&pool, &filter, after, CHUNK, 0).await?;
             if rows.is_empty() && out.is_empty() {
                 return Ok(None);
             }
@@ -435,6 +476,46 @@ async fn create_partial(
                 attempts += 1;
             }
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Snapshot;
+
+    #[test]
+    fn snapshots_as_postgres_writes_them_are_read_back() {
+        for text in ["5:5:", "5:10:", "5:10:5", "5:10:6,9", "5:10:6,6,9"] {
+            assert_eq!(
+                Snapshot::parse(text).map(|s| s.as_str().to_owned()),
+                Some(text.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn snapshots_postgres_would_refuse_are_refused() {
+        let too_long = format!("1:{}:", "9".repeat(super::SNAPSHOT_MAX_LEN));
+        for text in [
+            "",
+            "5:10",
+            "0:0:",
+            "0:10:",
+            "10:5:",
+            "5:10:4",
+            "5:10:10",
+            "5:10:7,6",
+            "5:10:,",
+            "5:10:7,",
+            "-1:2:",
+            "+1:2:",
+            " 1:2:",
+            "a:b:",
+            "18446744073709551616:18446744073709551616:",
+            &too_long,
+        ] {
+            assert_eq!(Snapshot::parse(text), None, "{text:?}");
         }
     }
 }

@@ -345,6 +345,134 @@ async fn an_export_holds_exactly_what_was_committed_when_it_started() {
     assert_eq!(export_positions(&db.pool, &filter).await, now);
 }
 
+/// The positions of a cursor listing from `first` to its last page, and the cursor
+/// that `first` handed out.
+async fn listed_from(api: &Api<'_>, first: &Value) -> Vec<i64> {
+    let mut positions = Vec::new();
+    let mut page = first.clone();
+    loop {
+        for row in page["data"].as_array().unwrap() {
+            positions.push(row["position"].as_i64().unwrap());
+        }
+        let Some(cursor) = page["meta"]["nextCursor"].as_str() else {
+            return positions;
+        };
+        let next = api
+            .get(&format!("/api/v1/admin/audit?limit=2&cursor={cursor}"))
+            .await;
+        assert_eq!(next.status, 200, "{}", next.body);
+        page = next.body;
+    }
+}
+
+fn cursor_of(keys: Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(keys.to_string())
+}
+
+/// The paged listing has the export's guarantee: its pages hold what was committed
+/// when the first page was read. A transaction that took a smaller position and
+/// commits between two pages would otherwise be missing from a listing that shows
+/// what committed after it.
+#[tokio::test]
+async fn cursor_pages_hold_exactly_what_was_committed_at_the_first_page() {
+    let app = common::spawn_app().await;
+    let admin = app.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&app, &admin);
+    let store = EventStore::new(app.db.pool.clone());
+    let tenant = admin.tenant_id;
+
+    // A transaction takes the smallest position and stays open while five commit.
+    let mut held = app.db.pool.begin().await.unwrap();
+    let held_position = store
+        .append(&mut held, &[probe(tenant, "held")])
+        .await
+        .unwrap()[0]
+        .position;
+    let mut conn = app.db.pool.acquire().await.unwrap();
+    let before: Vec<NewEvent> = (0..5)
+        .map(|i| probe(tenant, &format!("before-{i}")))
+        .collect();
+    store.append(&mut conn, &before).await.unwrap();
+    let committed: Vec<i64> =
+        sqlx::query_scalar("SELECT position FROM events WHERE tenant_id = $1 ORDER BY position")
+            .bind(tenant)
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert!(committed.len() >= 5 && held_position < committed[committed.len() - 5]);
+
+    // The first page is read; then the held transaction commits, and one after it.
+    let first = api.get("/api/v1/admin/audit?limit=2").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    held.commit().await.unwrap();
+    let after_position = store
+        .append(&mut conn, &[probe(tenant, "after")])
+        .await
+        .unwrap()[0]
+        .position;
+
+    assert_eq!(
+        listed_from(&api, &first.body).await,
+        committed,
+        "every page of the listing holds what was committed at its first page, once each"
+    );
+    // A listing started now holds both.
+    let now = api.get("/api/v1/admin/audit?limit=2").await;
+    let mut expected = committed.clone();
+    expected.extend([held_position, after_position]);
+    expected.sort();
+    assert_eq!(listed_from(&api, &now.body).await, expected);
+    assert_eq!(now.body["meta"]["total"], expected.len());
+
+    // A cursor of the form issued before cursors carried a snapshot reads as of now.
+    let legacy = api
+        .get(&format!(
+            "/api/v1/admin/audit?limit=200&cursor={}",
+            cursor_of(json!([held_position]))
+        ))
+        .await;
+    assert_eq!(legacy.status, 200, "{}", legacy.body);
+    let listed: Vec<i64> = legacy.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["position"].as_i64().unwrap())
+        .collect();
+    let later: Vec<i64> = expected
+        .iter()
+        .copied()
+        .filter(|p| *p > held_position)
+        .collect();
+    assert_eq!(listed, later);
+
+    // Forged snapshots are bad requests, not database errors.
+    for keys in [
+        json!([1, "bogus"]),
+        json!([1, "10:5:"]),
+        json!([1, "0:0:"]),
+        json!([1, "5:10:7,6"]),
+        json!([1, "5:10:10"]),
+        json!([1, "5:10"]),
+        json!([1, 7]),
+        json!(["1", "5:10:"]),
+        json!([1, "5:10:", 3]),
+        json!([1, "99999999999999999999:99999999999999999999:"]),
+    ] {
+        let answer = api
+            .get(&format!(
+                "/api/v1/admin/audit?cursor={}",
+                cursor_of(keys.clone())
+            ))
+            .await;
+        assert_eq!(answer.status, 400, "{keys}: {}", answer.body);
+        assert_eq!(
+            answer.body["detail"], "cursor is not one this server issued",
+            "{keys}"
+        );
+    }
+}
+
 /// A database whose tenant `acme` has three export chunks of events.
 async fn acme_with_three_chunks() -> common::TestDb {
     let db = common::fresh_db().await;

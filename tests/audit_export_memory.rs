@@ -280,14 +280,15 @@ struct Expected {
 impl Expected {
     async fn of(pool: &PgPool, filter: &AuditFilter) -> Self {
         let rows = audit::total(pool, filter).await.unwrap();
-        let first = audit::page(pool, filter, None, 1, 0).await.unwrap();
+        let now = audit::Snapshot::take(pool).await.unwrap();
+        let first = audit::page(pool, filter, &now, 0, 1, 0).await.unwrap();
         let mut q = sqlx::QueryBuilder::new("SELECT max(position) FROM events");
         q.push(" WHERE tenant_id = ").push_bind(filter.tenant);
         if let Some(until) = filter.until {
             q.push(" AND recorded_at < ").push_bind(until);
         }
         let last_position: i64 = q.build_query_scalar().fetch_one(pool).await.unwrap();
-        let last = audit::page(pool, filter, Some(last_position - 1), 1, 0)
+        let last = audit::page(pool, filter, &now, last_position - 1, 1, 0)
             .await
             .unwrap();
         Self {

@@ -85,20 +85,44 @@ pub async fn list(
     }
     .validate()?;
     let filter = params.filter(principal.tenant_id)?;
-    let after = match &page.after {
-        None => None,
-        Some(keys) => Some(
-            keys.get(0)
-                .and_then(serde_json::Value::as_i64)
-                .ok_or_else(|| Error::BadRequest("cursor is not one this server issued".into()))?,
-        ),
+    // The cursor carries the snapshot of the listing's first page, so that a
+    // transaction that commits between two pages with a smaller position is in no
+    // page, rather than missing from a listing that shows what committed after it.
+    let (snapshot, after) = match &page.after {
+        None => (audit::Snapshot::take(&state.pool).await?, 0),
+        Some(keys) => {
+            let refused = || Error::BadRequest("cursor is not one this server issued".into());
+            let keys = keys.as_array().map(Vec::as_slice).unwrap_or_default();
+            match keys {
+                [position, snapshot] => (
+                    snapshot
+                        .as_str()
+                        .and_then(audit::Snapshot::parse)
+                        .ok_or_else(refused)?,
+                    position.as_i64().ok_or_else(refused)?,
+                ),
+                // Cursors issued before they carried a snapshot: read as of now.
+                [position] => (
+                    audit::Snapshot::take(&state.pool).await?,
+                    position.as_i64().ok_or_else(refused)?,
+                ),
+                _ => return Err(refused()),
+            }
+        }
     };
     let (rows, total) = tokio::try_join!(
-        audit::page(&state.pool, &filter, after, page.limit + 1, page.offset()),
+        audit::page(
+            &state.pool,
+            &filter,
+            &snapshot,
+            after,
+            page.limit + 1,
+            page.offset()
+        ),
         audit::total(&state.pool, &filter),
     )?;
     Ok(ApiJson(Paginated::new(rows, total, &page, |e| {
-        json!([e.position])
+        json!([e.position, snapshot.as_str()])
     })))
 }
 
