@@ -29,6 +29,46 @@ use crate::store::{Checkpoint, OrderedReader};
 /// Events per replay transaction.
 const BATCH: i64 = 10_000;
 
+/// The environment variable that sets `maintenance_work_mem` on each of the two
+/// connections that build the shadow's indexes, in PostgreSQL's units (`256MB`,
+/// `1GB`). The rebuild needs twice that on the database server while it builds them.
+pub const INDEX_MEMORY_VARIABLE: &str = "REBUILD_MAINTENANCE_WORK_MEM";
+
+/// The trigram index over a million findings' texts built in 27.8 s with 1 GB
+/// against 29.5 s with 256 MB; the B-trees over millions of rows sort with fewer
+/// passes over disk.
+const INDEX_MEMORY_DEFAULT: &str = "1GB";
+
+fn index_memory() -> String {
+    std::env::var(INDEX_MEMORY_VARIABLE)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| INDEX_MEMORY_DEFAULT.to_owned())
+}
+
+/// Sets `maintenance_work_mem` on `conn` for the rest of its session (`local`:
+/// for its transaction), naming the variable when the server refuses the value.
+async fn set_index_memory(
+    conn: &mut PgConnection,
+    memory: &str,
+    local: bool,
+) -> anyhow::Result<()> {
+    match sqlx::query("SELECT set_config('maintenance_work_mem', $1, $2)")
+        .bind(memory)
+        .bind(local)
+        .execute(conn)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) => Err(anyhow::anyhow!(
+            "invalid environment variable {INDEX_MEMORY_VARIABLE}: {memory:?}: {}",
+            e.message()
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Progress of a rebuild, reported after every batch.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -65,6 +105,12 @@ pub async fn rebuild(
             projection.name()
         );
     }
+    // Checked now, so that a value the server refuses stops the rebuild before the
+    // replay rather than after it.
+    let index_memory = index_memory();
+    let mut check = guard.begin().await?;
+    set_index_memory(&mut check, &index_memory, true).await?;
+    check.rollback().await?;
     let mut replay = projection.replay();
     let deferred = replay.as_ref().map_or(&[][..], |r| r.deferred_keys());
     let (indexes, keys) = prepare_shadow(pool, projection.as_ref(), &shadow, deferred).await?;
@@ -137,7 +183,7 @@ pub async fn rebuild(
         replay.finish(&mut tx).await?;
         tx.commit().await?;
     }
-    build_indexes(pool, &indexes).await?;
+    build_indexes(pool, &indexes, &index_memory).await?;
     for key in &keys {
         sqlx::query(key).execute(&mut conn).await?;
     }
@@ -200,24 +246,19 @@ pub async fn rebuild(
 /// indexes, the slow ones, on one connection and the B-trees beside them on another.
 /// Starting the text indexes while the replay still wrote the other tables was tried,
 /// and gained nothing: both are CPU-bound on two cores (docs/benchmarks.md).
-async fn build_indexes(pool: &PgPool, indexes: &[String]) -> anyhow::Result<()> {
+async fn build_indexes(pool: &PgPool, indexes: &[String], memory: &str) -> anyhow::Result<()> {
     let (gin, btree): (Vec<&String>, Vec<&String>) =
         indexes.iter().partition(|sql| sql.contains(" USING gin "));
-    async fn build(pool: &PgPool, statements: Vec<&String>) -> anyhow::Result<()> {
+    async fn build(pool: &PgPool, statements: Vec<&String>, memory: &str) -> anyhow::Result<()> {
         let mut conn = pool.acquire().await?.detach();
-        // The trigram index over a million findings' texts built in 27.8 s with 1 GB
-        // against 29.5 s with 256 MB; the B-trees over millions of rows sort with
-        // fewer passes over disk.
-        sqlx::query("SET maintenance_work_mem TO '1GB'")
-            .execute(&mut conn)
-            .await?;
+        set_index_memory(&mut conn, memory, false).await?;
         for sql in statements {
             sqlx::query(sql).execute(&mut conn).await?;
         }
         conn.close().await?;
         Ok(())
     }
-    tokio::try_join!(build(pool, gin), build(pool, btree))?;
+    tokio::try_join!(build(pool, gin, memory), build(pool, btree, memory))?;
     Ok(())
 }
 

@@ -398,3 +398,79 @@ fn openapi_prints_the_3_1_document_without_a_database() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc["paths"]["/api/v1/api-keys"]["post"].is_object());
 }
+
+/// `vulnledger projections …` with `REBUILD_MAINTENANCE_WORK_MEM` set to `memory`.
+fn projections_with_index_memory(database_url: &str, args: &[&str], memory: &str) -> Output {
+    Command::new(BIN)
+        .arg("projections")
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("REBUILD_MAINTENANCE_WORK_MEM", memory)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+async fn shadow_schemas(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rebuild\\_%'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn projections_rebuild_refuses_unknown_names_and_index_memory_before_writing_anything() {
+    let db = common::fresh_db().await;
+    let demo = vulnledger(
+        Some(&db.url),
+        &["demo", "--tenant", "ops", "--findings", "200"],
+        "",
+    );
+    assert!(demo.status.success(), "{}", stderr(&demo));
+    let listed = vulnledger(None, &["projections", "list"], "");
+    assert!(
+        stdout(&listed).lines().any(|l| l.starts_with("findings\t")),
+        "{}",
+        stdout(&listed)
+    );
+    let before = count(&db.pool, "finding_view").await;
+
+    let unknown = vulnledger(Some(&db.url), &["projections", "rebuild", "nope"], "");
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).starts_with("error: there is no projection called \"nope\"; known: "),
+        "{}",
+        stderr(&unknown)
+    );
+
+    // A value the server refuses stops the rebuild before its replay, naming the
+    // variable and the server's reason.
+    for (memory, reason) in [
+        ("lots", "invalid value for parameter"),
+        ("64kB", "outside the valid range"),
+    ] {
+        let refused = projections_with_index_memory(&db.url, &["rebuild", "findings"], memory);
+        assert!(!refused.status.success());
+        let message = stderr(&refused);
+        let last = message.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(&format!(
+                "error: invalid environment variable REBUILD_MAINTENANCE_WORK_MEM: {memory:?}: "
+            )) && last.contains(reason),
+            "{message}"
+        );
+        assert_eq!(shadow_schemas(&db.pool).await, 0);
+        assert_eq!(count(&db.pool, "finding_view").await, before);
+    }
+
+    let rebuilt = projections_with_index_memory(&db.url, &["rebuild", "findings"], "64MB");
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    assert!(
+        stdout(&rebuilt).starts_with("findings: ")
+            && stdout(&rebuilt).contains("swapped in at position"),
+        "{}",
+        stdout(&rebuilt)
+    );
+    assert_eq!(count(&db.pool, "finding_view").await, 200);
+    assert_eq!(shadow_schemas(&db.pool).await, 0);
+}
