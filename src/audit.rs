@@ -149,19 +149,6 @@ impl AuditFilter {
     }
 }
 
-/// One page of the listing as of `snapshot`: entries after `after` (a position,
-/// 0 for the start) and `offset` more, oldest first.
-pub async fn page(
-    pool: &PgPool,
-    filter: &AuditFilter,
-    snapshot: &Snapshot,
-    after: i64,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    snapshot.page(pool, filter, after, limit, offset).await
-}
-
 async fn fetch(
     pool: &PgPool,
     mut q: QueryBuilder<'_, Postgres>,
@@ -238,10 +225,11 @@ impl Snapshot {
         &self.0
     }
 
-    /// Up to `limit` entries after `after` and `offset` more that were committed in
-    /// the snapshot, oldest first. Rows appended since the snapshot are skipped by
-    /// the filter, so only the last page reads past the listing's end (once).
-    async fn page(
+    /// One page of a listing or export as of this snapshot: up to `limit` entries
+    /// after `after` (a position, 0 for the start) and `offset` more, oldest first.
+    /// Rows appended since the snapshot are skipped by the filter, so only the last
+    /// page reads past the listing's end (once).
+    pub async fn page(
         &self,
         pool: &PgPool,
         filter: &AuditFilter,

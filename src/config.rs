@@ -99,7 +99,8 @@ pub fn nats_url() -> Result<Option<String>, ConfigError> {
     Ok(Some(url))
 }
 
-fn optional(variable: &'static str) -> Option<String> {
+/// A variable's value, trimmed; `None` when unset or blank.
+pub(crate) fn optional(variable: &'static str) -> Option<String> {
     std::env::var(variable)
         .ok()
         .map(|v| v.trim().to_owned())

@@ -40,10 +40,7 @@ pub const INDEX_MEMORY_VARIABLE: &str = "REBUILD_MAINTENANCE_WORK_MEM";
 const INDEX_MEMORY_DEFAULT: &str = "1GB";
 
 fn index_memory() -> String {
-    std::env::var(INDEX_MEMORY_VARIABLE)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    crate::config::optional(INDEX_MEMORY_VARIABLE)
         .unwrap_or_else(|| INDEX_MEMORY_DEFAULT.to_owned())
 }
 

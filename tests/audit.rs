@@ -249,6 +249,44 @@ fn probe(tenant: Uuid, aggregate_id: &str) -> NewEvent {
     }
 }
 
+/// A transaction that appended a probe of `tenant` and is still open, so it holds a
+/// smaller position than the `n` probes committed after it.
+struct LateCommitter {
+    held: sqlx::Transaction<'static, sqlx::Postgres>,
+    held_position: i64,
+    /// A connection for appends after that.
+    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    /// The tenant's committed positions, in order.
+    committed: Vec<i64>,
+}
+
+async fn late_committer(pool: &sqlx::PgPool, tenant: Uuid, n: i64) -> LateCommitter {
+    let store = EventStore::new(pool.clone());
+    let mut held = pool.begin().await.unwrap();
+    let held_position = store
+        .append(&mut held, &[probe(tenant, "held")])
+        .await
+        .unwrap()[0]
+        .position;
+    let mut conn = pool.acquire().await.unwrap();
+    let before: Vec<NewEvent> = (0..n)
+        .map(|i| probe(tenant, &format!("before-{i}")))
+        .collect();
+    store.append(&mut conn, &before).await.unwrap();
+    let committed =
+        sqlx::query_scalar("SELECT position FROM events WHERE tenant_id = $1 ORDER BY position")
+            .bind(tenant)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    LateCommitter {
+        held,
+        held_position,
+        conn,
+        committed,
+    }
+}
+
 /// The positions of an NDJSON export, in the order written.
 fn ndjson_positions(body: &[u8]) -> Vec<i64> {
     body.split(|b| *b == b'\n')
@@ -283,25 +321,14 @@ async fn an_export_holds_exactly_what_was_committed_when_it_started() {
         ..Default::default()
     };
 
-    // A transaction takes the smallest position and stays open...
-    let mut held = db.pool.begin().await.unwrap();
-    let held_position = store
-        .append(&mut held, &[probe(tenant, "held")])
-        .await
-        .unwrap()[0]
-        .position;
-    // ...while more than one export chunk commits after it.
-    let mut conn = db.pool.acquire().await.unwrap();
-    let before: Vec<NewEvent> = (0..audit::CHUNK + 500)
-        .map(|i| probe(tenant, &format!("before-{i}")))
-        .collect();
-    store.append(&mut conn, &before).await.unwrap();
-    let committed: Vec<i64> =
-        sqlx::query_scalar("SELECT position FROM events WHERE tenant_id = $1 ORDER BY position")
-            .bind(tenant)
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+    // A transaction takes the smallest position and stays open while more than one
+    // export chunk commits after it.
+    let LateCommitter {
+        held,
+        held_position,
+        mut conn,
+        committed,
+    } = late_committer(&db.pool, tenant, audit::CHUNK + 500).await;
     assert_eq!(committed.len() as i64, audit::CHUNK + 500);
     assert!(held_position < committed[0]);
 
@@ -383,23 +410,12 @@ async fn cursor_pages_hold_exactly_what_was_committed_at_the_first_page() {
     let tenant = admin.tenant_id;
 
     // A transaction takes the smallest position and stays open while five commit.
-    let mut held = app.db.pool.begin().await.unwrap();
-    let held_position = store
-        .append(&mut held, &[probe(tenant, "held")])
-        .await
-        .unwrap()[0]
-        .position;
-    let mut conn = app.db.pool.acquire().await.unwrap();
-    let before: Vec<NewEvent> = (0..5)
-        .map(|i| probe(tenant, &format!("before-{i}")))
-        .collect();
-    store.append(&mut conn, &before).await.unwrap();
-    let committed: Vec<i64> =
-        sqlx::query_scalar("SELECT position FROM events WHERE tenant_id = $1 ORDER BY position")
-            .bind(tenant)
-            .fetch_all(&app.db.pool)
-            .await
-            .unwrap();
+    let LateCommitter {
+        held,
+        held_position,
+        mut conn,
+        committed,
+    } = late_committer(&app.db.pool, tenant, 5).await;
     assert!(committed.len() >= 5 && held_position < committed[committed.len() - 5]);
 
     // The first page is read; then the held transaction commits, and one after it.

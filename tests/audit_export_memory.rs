@@ -34,7 +34,7 @@ const REPORT: &str = concat!(
 const TENANT: &str = "acme";
 const SMALL: i64 = 100_000;
 const LARGE: i64 = 1_000_000;
-/// How `pg_stat_activity` shows a page of the export (`audit::page`).
+/// How `pg_stat_activity` shows a page of the export (`audit::Snapshot::page`).
 const EXPORT_QUERY: &str = "SELECT position, recorded_at AS at,%";
 
 /// Appends clones `from..to` of the template (the tenant's first `template` events,
@@ -281,14 +281,15 @@ impl Expected {
     async fn of(pool: &PgPool, filter: &AuditFilter) -> Self {
         let rows = audit::total(pool, filter).await.unwrap();
         let now = audit::Snapshot::take(pool).await.unwrap();
-        let first = audit::page(pool, filter, &now, 0, 1, 0).await.unwrap();
+        let first = now.page(pool, filter, 0, 1, 0).await.unwrap();
         let mut q = sqlx::QueryBuilder::new("SELECT max(position) FROM events");
         q.push(" WHERE tenant_id = ").push_bind(filter.tenant);
         if let Some(until) = filter.until {
             q.push(" AND recorded_at < ").push_bind(until);
         }
         let last_position: i64 = q.build_query_scalar().fetch_one(pool).await.unwrap();
-        let last = audit::page(pool, filter, &now, last_position - 1, 1, 0)
+        let last = now
+            .page(pool, filter, last_position - 1, 1, 0)
             .await
             .unwrap();
         Self {

@@ -111,14 +111,7 @@ pub async fn list(
         }
     };
     let (rows, total) = tokio::try_join!(
-        audit::page(
-            &state.pool,
-            &filter,
-            &snapshot,
-            after,
-            page.limit + 1,
-            page.offset()
-        ),
+        snapshot.page(&state.pool, &filter, after, page.limit + 1, page.offset()),
         audit::total(&state.pool, &filter),
     )?;
     Ok(ApiJson(Paginated::new(rows, total, &page, |e| {
