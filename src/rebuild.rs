@@ -1,8 +1,9 @@
 //! Rebuilding a projection while the API keeps serving the old rows.
 //!
 //! 1. Shadow tables: a schema `rebuild_<name>` gets empty copies of the projection's
-//!    tables (columns, defaults, checks, primary keys, except the keys of tables the
-//!    replay only appends to: [`Replay::deferred_keys`]).
+//!    tables (columns, defaults, checks, storage parameters such as fillfactor,
+//!    primary keys, except the keys of tables the replay only appends to:
+//!    [`Replay::deferred_keys`]).
 //! 2. Replay: the whole store, through the same ordered reader and the same
 //!    projection code as the live worker, into the shadow tables (the projection's
 //!    SQL names its tables unqualified; `search_path` points it at the shadow).
@@ -300,6 +301,22 @@ async fn prepare_shadow(
         .execute(pool)
         .await
         .with_context(|| format!("creating the shadow of {table}"))?;
+        // LIKE copies no storage parameters; a table's fillfactor is what keeps room
+        // for HOT updates on its pages (finding_view), so the shadow is written with it.
+        let options: Option<Vec<String>> = sqlx::query_scalar(
+            "SELECT reloptions FROM pg_class WHERE oid = ('public.' || $1)::regclass",
+        )
+        .bind(table)
+        .fetch_one(pool)
+        .await?;
+        if let Some(options) = options.filter(|o| !o.is_empty()) {
+            sqlx::query(&format!(
+                "ALTER TABLE {shadow}.{table} SET ({})",
+                options.join(", ")
+            ))
+            .execute(pool)
+            .await?;
+        }
         let keys: Vec<(String, String, String, String)> = sqlx::query_as(
             "SELECT conname::text, pg_get_constraintdef(oid), \
                     CASE contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END, \

@@ -199,6 +199,27 @@ async fn trends_and_sla_follow_a_simulated_history() {
     assert_eq!(breached["meta"]["total"], 1);
     assert_eq!(breached["data"][0]["title"], "alpha");
     assert_eq!(breached["data"][0]["slaBreached"], true);
+    // Narrowed by what the deadline index knows (severity, status) and by what it
+    // does not (scanner): the same one finding; another severity or status, none.
+    for (query, total) in [
+        ("severity=CRITICAL", 1),
+        ("severity=CRITICAL,HIGH&status=OPEN", 1),
+        ("severity=HIGH", 0),
+        ("status=CONFIRMED", 0),
+        ("scanner=native", 1),
+        ("scanner=native&status=RESOLVED", 0),
+    ] {
+        let page = api
+            .get_after(&format!("/api/v1/findings?slaBreached=true&{query}"), last)
+            .await
+            .body;
+        assert_eq!(page["meta"]["total"], total, "{query}: {page}");
+        assert_eq!(
+            page["data"].as_array().unwrap().len(),
+            total as usize,
+            "{query}"
+        );
+    }
 
     // A month for criticals: alpha is within its deadline again, with no new event
     // on alpha itself.
@@ -230,6 +251,21 @@ async fn trends_and_sla_follow_a_simulated_history() {
         .unwrap();
     assert_eq!(due - first, Duration::days(30));
     assert_eq!(alpha["data"][0]["slaBreached"], false);
+    // The list's breach filter reads the deadlines the policy moved.
+    let breached = api
+        .get_after("/api/v1/findings?slaBreached=true", changed.position())
+        .await
+        .body;
+    assert_eq!(breached["meta"]["total"], 0, "{breached}");
+    assert_eq!(breached["data"], json!([]));
+    let breached = api
+        .get_after(
+            "/api/v1/findings?slaBreached=true&scanner=native",
+            changed.position(),
+        )
+        .await
+        .body;
+    assert_eq!(breached["data"], json!([]), "{breached}");
 }
 
 /// A worker for `projection` that has read the whole store. One catch-up can stop
@@ -275,7 +311,11 @@ async fn counters(pool: &PgPool) -> Value {
            'assets', (SELECT json_agg(a ORDER BY asset) FROM asset_view a), \
            'scans', (SELECT count(*) FROM finding_scans), \
            'rows', (SELECT md5(string_agg(v::text, '|' ORDER BY id)) FROM finding_view v), \
-           'texts', (SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM finding_text t))::text",
+           'texts', (SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM finding_text t), \
+           'statuses', (SELECT md5(string_agg(s::text, '|' ORDER BY id)) FROM finding_status s), \
+           'status_mismatches', (SELECT count(*) FROM finding_view v FULL JOIN finding_status s USING (id) \
+               WHERE (v.tenant_id, v.status, v.severity_rank, v.due_at) \
+                     IS DISTINCT FROM (s.tenant_id, s.status, s.severity_rank, s.due_at)))::text",
     )
     .fetch_all(pool)
     .await
@@ -615,7 +655,8 @@ async fn with_nats_an_approval_reaches_its_finding_through_the_approvals_consume
 async fn index_names(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
-         AND tablename IN ('finding_view', 'finding_text', 'finding_scans', 'asset_view', 'finding_counts') \
+         AND tablename IN ('finding_view', 'finding_status', 'finding_text', 'finding_scans', \
+                           'asset_view', 'finding_counts') \
          ORDER BY 1",
     )
     .fetch_all(pool)
@@ -684,6 +725,19 @@ async fn a_rebuild_swaps_in_the_same_rows_while_commands_and_the_live_worker_go_
         .await
         .unwrap();
     assert_eq!(counters(&app.db.pool).await, live);
+    assert_eq!(
+        live["status_mismatches"], 0,
+        "finding_status follows finding_view"
+    );
+    // The shadow tables are written with the live tables' storage parameters: the
+    // free space that keeps status changes HOT updates.
+    let options: Option<Vec<String>> = sqlx::query_scalar(
+        "SELECT reloptions FROM pg_class WHERE oid = 'public.finding_view'::regclass",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(options, Some(vec!["fillfactor=90".to_owned()]));
     let distinct: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'FindingDetected'")
             .fetch_one(&app.db.pool)
@@ -830,6 +884,10 @@ async fn a_rebuild_that_writes_out_and_forgets_its_rows_midway_equals_the_live_r
     api.get_after("/api/v1/findings?limit=1", last).await;
     let live = counters(&app.db.pool).await;
     assert_eq!(live["views"], 450);
+    assert_eq!(
+        live["status_mismatches"], 0,
+        "finding_status follows finding_view"
+    );
 
     for holding in [1, 37, 1_000_000] {
         let rebuilt = vulnledger::rebuild::rebuild(

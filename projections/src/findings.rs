@@ -46,6 +46,7 @@ impl Projection for FindingsProjection {
     fn tables(&self) -> &'static [&'static str] {
         &[
             "finding_view",
+            "finding_status",
             "finding_text",
             "finding_scans",
             "finding_counts",

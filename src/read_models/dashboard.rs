@@ -241,10 +241,12 @@ pub async fn breaches(
     .fetch_all(pool)
     .await?;
     let today: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT severity, count(*) FROM finding_view \
-         WHERE tenant_id = $1 AND severity_rank IN (0, 1, 2, 3, 4) \
-           AND status IN ('OPEN', 'CONFIRMED') AND due_at >= $2 AND due_at < $3 \
-         GROUP BY severity",
+        "SELECT (ARRAY['INFO', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL'])[severity_rank + 1], \
+                count(*) \
+         FROM finding_status \
+         WHERE tenant_id = $1 AND status IN ('OPEN', 'CONFIRMED') \
+           AND due_at >= $2 AND due_at < $3 \
+         GROUP BY severity_rank",
     )
     .bind(tenant)
     .bind(today_start(now))

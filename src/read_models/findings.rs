@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
+use vulnledger_aggregates::Severity;
 
 use crate::http::pagination::PageRequest;
 use crate::http::time_range::TimeRange;
@@ -84,19 +85,63 @@ impl FindingFilter {
             } == Self::default()
     }
 
-    /// Appends ` AND ...` for every filter set, on the columns of `table` (`""`, or
-    /// `"finding_view."` when the query joins another table), except the search text
-    /// when `text_joined` (the query reads it from the `finding_text` it joins).
-    fn push_where(
-        &self,
-        q: &mut QueryBuilder<'_, Postgres>,
-        now: DateTime<Utc>,
-        table: &str,
-        text_joined: bool,
-    ) {
+    /// True when the filter is a deadline breach narrowed, if at all, by severity
+    /// and status: `finding_status` alone answers the total.
+    fn breaches_only(&self) -> bool {
+        self.sla_breached
+            && Self {
+                severities: None,
+                statuses: None,
+                sla_breached: false,
+                ..self.clone()
+            } == Self::default()
+    }
+
+    /// Appends ` AND ...` for every filter set, on the columns of `source`.
+    fn push_where(&self, q: &mut QueryBuilder<'_, Postgres>, now: DateTime<Utc>, source: Source) {
+        let (table, text_joined) = match source {
+            Source::Counters => {
+                for (column, values) in [
+                    ("severity", &self.severities),
+                    ("status", &self.statuses),
+                    ("asset", &self.assets),
+                    ("scanner", &self.scanners),
+                ] {
+                    if let Some(values) = values {
+                        push_in(q, column, values);
+                    }
+                }
+                return;
+            }
+            Source::View {
+                tenant,
+                table,
+                text_joined,
+            } => {
+                // No index of finding_view reads the status (status changes are HOT
+                // updates): the ids of a status, and of the open findings past their
+                // deadline, come from finding_status. PostgreSQL joins them when they
+                // are few, and otherwise walks finding_view in the page's order and
+                // probes finding_status for each row.
+                if self.statuses.is_some() || self.sla_breached {
+                    q.push(format!(
+                        " AND {table}id IN (SELECT id FROM finding_status WHERE tenant_id = "
+                    ))
+                    .push_bind(tenant);
+                    if let Some(statuses) = &self.statuses {
+                        push_in(q, "status", statuses);
+                    }
+                    if self.sla_breached {
+                        q.push(" AND status IN ('OPEN', 'CONFIRMED') AND due_at < ")
+                            .push_bind(now);
+                    }
+                    q.push(")");
+                }
+                (table, text_joined)
+            }
+        };
         for (column, values) in [
             ("severity", &self.severities),
-            ("status", &self.statuses),
             ("asset", &self.assets),
             ("cve", &self.cves),
             ("scanner", &self.scanners),
@@ -137,13 +182,23 @@ impl FindingFilter {
             q.push(format!(" AND {table}first_seen < "))
                 .push_bind(until);
         }
-        if self.sla_breached {
-            q.push(format!(
-                " AND {table}status IN ('OPEN', 'CONFIRMED') AND {table}due_at < "
-            ))
-            .push_bind(now);
-        }
     }
+}
+
+/// What a filter's columns are read from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    /// A counter table (`tenant_counts`, `finding_counts`), which has the dimensions
+    /// the counters are kept by as columns.
+    Counters,
+    /// `finding_view` of `tenant`, its columns prefixed by `table` (`""`, or
+    /// `"finding_view."` when the query joins another table); `text_joined` when
+    /// the query reads the search text from the `finding_text` it joins.
+    View {
+        tenant: Uuid,
+        table: &'a str,
+        text_joined: bool,
+    },
 }
 
 fn like_pattern(text: &str) -> String {
@@ -397,7 +452,15 @@ pub async fn page(
             (q, "", "")
         }
     };
-    filter.push_where(&mut q, now, table, search.is_some());
+    filter.push_where(
+        &mut q,
+        now,
+        Source::View {
+            tenant,
+            table,
+            text_joined: search.is_some(),
+        },
+    );
     if let Some(after) = &page.after {
         if let Err(e) = sort.push_after(&mut q, after, sort_table) {
             return Ok(Err(e));
@@ -426,6 +489,21 @@ pub async fn total(
     filter: &FindingFilter,
     now: DateTime<Utc>,
 ) -> Result<i64, sqlx::Error> {
+    if filter.breaches_only() && filter.statuses.is_none() {
+        // What the SLA dashboard counts: whole past days from the counters, today's
+        // part from one range of the deadline index.
+        let by_severity = super::dashboard::breaches(pool, tenant, now).await?;
+        return Ok(by_severity
+            .into_iter()
+            .filter(|(severity, _)| {
+                filter
+                    .severities
+                    .as_ref()
+                    .is_none_or(|wanted| wanted.contains(severity))
+            })
+            .map(|(_, count)| count)
+            .sum());
+    }
     let mut q = if filter.countable() {
         let table = if filter.assets.is_some() {
             "finding_counts"
@@ -436,7 +514,29 @@ pub async fn total(
             "SELECT COALESCE(sum(count), 0)::bigint FROM {table} WHERE tenant_id = "
         ));
         q.push_bind(tenant);
-        filter.push_where(&mut q, now, "", false);
+        filter.push_where(&mut q, now, Source::Counters);
+        q
+    } else if filter.breaches_only() {
+        // Of some open statuses only: one range of finding_status's deadline index.
+        let mut q = QueryBuilder::new(
+            "SELECT count(*) FROM finding_status WHERE status IN ('OPEN', 'CONFIRMED') \
+             AND tenant_id = ",
+        );
+        q.push_bind(tenant).push(" AND due_at < ").push_bind(now);
+        if let Some(statuses) = &filter.statuses {
+            push_in(&mut q, "status", statuses);
+        }
+        if let Some(severities) = &filter.severities {
+            // A name that is no severity matches nothing, as it would in finding_view.
+            let ranks: Vec<i16> = severities
+                .iter()
+                .filter_map(|s| s.parse::<Severity>().ok())
+                .map(|s| i16::from(s.rank()))
+                .collect();
+            q.push(" AND severity_rank = ANY(")
+                .push_bind(ranks)
+                .push(")");
+        }
         q
     } else if filter.searches_text_only() {
         // Every finding has one `finding_text` row: no join to count through.
@@ -452,7 +552,15 @@ pub async fn total(
     } else {
         let mut q = QueryBuilder::new("SELECT count(*) FROM finding_view WHERE tenant_id = ");
         q.push_bind(tenant);
-        filter.push_where(&mut q, now, "", false);
+        filter.push_where(
+            &mut q,
+            now,
+            Source::View {
+                tenant,
+                table: "",
+                text_joined: false,
+            },
+        );
         q
     };
     q.build_query_scalar::<i64>().fetch_one(pool).await

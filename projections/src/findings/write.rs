@@ -78,8 +78,14 @@ pub(super) async fn rows(
              last_seen = EXCLUDED.last_seen, resolved_at = EXCLUDED.resolved_at, \
              due_at = EXCLUDED.due_at, risk_acceptance = EXCLUDED.risk_acceptance, \
              version = EXCLUDED.version";
+    // `finding_status` follows in the same statement; a row whose status and
+    // deadline stay as they were is left alone there, so that a sighting (a new
+    // `last_seen`) writes no entry in its indexes.
+    let status_upsert = "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+             due_at = EXCLUDED.due_at \
+             WHERE (s.status, s.due_at) IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.due_at)";
     let sql = format!(
-        "INSERT INTO finding_view ({ROW_COLUMNS}, severity_rank) \
+        "WITH v AS (INSERT INTO finding_view ({ROW_COLUMNS}, severity_rank) \
          SELECT id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
                 installed_version, fixed_version, location, status, first_seen, last_seen, \
                 resolved_at, due_at, risk_acceptance, tags::text[], version, {RANK_SQL} \
@@ -90,8 +96,12 @@ pub(super) async fn rows(
                      $21::int8[]) \
               AS r(id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
                    installed_version, fixed_version, location, status, first_seen, last_seen, \
-                   resolved_at, due_at, risk_acceptance, tags, version) {}",
-        if appending { "" } else { upsert }
+                   resolved_at, due_at, risk_acceptance, tags, version) {} \
+           RETURNING id, tenant_id, status, severity_rank, due_at) \
+         INSERT INTO finding_status AS s (id, tenant_id, status, severity_rank, due_at) \
+         SELECT id, tenant_id, status, severity_rank, due_at FROM v {}",
+        if appending { "" } else { upsert },
+        if appending { "" } else { status_upsert },
     );
     let mut rows = rows.to_vec();
     rows.sort_unstable_by_key(|r| r.id);
@@ -401,10 +411,13 @@ pub(super) async fn change_policy(
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "UPDATE finding_view SET due_at = first_seen + make_interval(days => CASE severity \
-             WHEN 'CRITICAL' THEN $2 WHEN 'HIGH' THEN $3 WHEN 'MEDIUM' THEN $4 \
-             WHEN 'LOW' THEN $5 ELSE $6 END) \
-         WHERE tenant_id = $1",
+        "WITH moved AS ( \
+           UPDATE finding_view SET due_at = first_seen + make_interval(days => CASE severity \
+               WHEN 'CRITICAL' THEN $2 WHEN 'HIGH' THEN $3 WHEN 'MEDIUM' THEN $4 \
+               WHEN 'LOW' THEN $5 ELSE $6 END) \
+           WHERE tenant_id = $1 RETURNING id, due_at) \
+         UPDATE finding_status AS s SET due_at = moved.due_at FROM moved \
+         WHERE s.id = moved.id AND s.due_at <> moved.due_at",
     )
     .bind(tenant)
     .bind(policy.critical as i32)
