@@ -253,7 +253,7 @@ async fn attempt(
         .await?;
     if !gone.is_empty() {
         sqlx::query(
-            "UPDATE finding_index AS i SET status = 'RESOLVED' \
+            "UPDATE finding_index AS i SET status = 'RESOLVED', risk_expires_at = NULL \
              FROM UNNEST($2::uuid[]) AS t(finding_id) \
              WHERE i.tenant_id = $1 AND i.finding_id = t.finding_id",
         )
