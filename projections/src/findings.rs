@@ -503,11 +503,11 @@ impl Fold {
         if self.replaying() {
             write::rows(conn, &known, false).await?;
             write::rows(conn, &new, true).await?;
+            write::deltas(conn, &deltas).await?;
         } else {
-            write::rows(conn, &changed, false).await?;
+            write::rows_and_deltas(conn, &changed, &deltas).await?;
         }
         write::texts(conn, &new, self.replaying()).await?;
-        write::deltas(conn, &deltas).await?;
         self.write_sightings(conn, &deltas.sightings).await?;
         if self.rows.len() >= self.max_rows {
             self.touched.clear();

@@ -74,18 +74,78 @@ pub(super) async fn rows(
     rows: &[&Row],
     appending: bool,
 ) -> Result<(), ProjectionError> {
-    let upsert = "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+    let sql = format!("WITH {} SELECT 1", row_ctes(appending));
+    for chunk in sorted(rows).chunks(ROWS_PER_STATEMENT) {
+        bind_rows(sqlx::query(&sql), chunk)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A live batch's rows and counters in one statement: a batch of a few status
+/// changes is a handful of round trips, and on a busy server each costs more than
+/// the rows it carries. The assets are refreshed after it, from the counters.
+pub(super) async fn rows_and_deltas(
+    conn: &mut PgConnection,
+    rows: &[&Row],
+    d: &Deltas,
+) -> Result<(), ProjectionError> {
+    let counters = Counters::of(d);
+    match counters {
+        Some(counters) if !rows.is_empty() && rows.len() <= ROWS_PER_STATEMENT => {
+            let sql = format!(
+                "WITH {}, {} SELECT 1",
+                row_ctes(false),
+                Counters::ctes(ROW_BINDS + 1)
+            );
+            counters
+                .bind(bind_rows(sqlx::query(&sql), &sorted(rows)))
+                .execute(&mut *conn)
+                .await?;
+        }
+        _ => {
+            self::rows(conn, rows, false).await?;
+            if let Some(counters) = counters {
+                counters.execute(conn).await?;
+            }
+        }
+    }
+    if !d.assets.is_empty() {
+        refresh_assets(conn, &d.assets).await?;
+    }
+    Ok(())
+}
+
+fn sorted<'r>(rows: &[&'r Row]) -> Vec<&'r Row> {
+    let mut rows = rows.to_vec();
+    rows.sort_unstable_by_key(|r| r.id);
+    rows
+}
+
+/// Binds of [`row_ctes`]: one array per column.
+const ROW_BINDS: usize = 21;
+
+/// `v`, the upsert of `finding_view` over binds `$1..$21`, and `s`, that of
+/// `finding_status` from it. A row whose status and deadline stay as they were is
+/// left alone in `finding_status`, so that a sighting (a new `last_seen`) writes no
+/// entry in its indexes.
+fn row_ctes(appending: bool) -> String {
+    let (view_upsert, status_upsert) = if appending {
+        ("", "")
+    } else {
+        (
+            "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
              last_seen = EXCLUDED.last_seen, resolved_at = EXCLUDED.resolved_at, \
              due_at = EXCLUDED.due_at, risk_acceptance = EXCLUDED.risk_acceptance, \
-             version = EXCLUDED.version";
-    // `finding_status` follows in the same statement; a row whose status and
-    // deadline stay as they were is left alone there, so that a sighting (a new
-    // `last_seen`) writes no entry in its indexes.
-    let status_upsert = "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+             version = EXCLUDED.version",
+            "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
              due_at = EXCLUDED.due_at \
-             WHERE (s.status, s.due_at) IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.due_at)";
-    let sql = format!(
-        "WITH v AS (INSERT INTO finding_view ({ROW_COLUMNS}, severity_rank) \
+             WHERE (s.status, s.due_at) IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.due_at)",
+        )
+    };
+    format!(
+        "v AS (INSERT INTO finding_view ({ROW_COLUMNS}, severity_rank) \
          SELECT id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
                 installed_version, fixed_version, location, status, first_seen, last_seen, \
                 resolved_at, due_at, risk_acceptance, tags::text[], version, {RANK_SQL} \
@@ -96,45 +156,42 @@ pub(super) async fn rows(
                      $21::int8[]) \
               AS r(id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
                    installed_version, fixed_version, location, status, first_seen, last_seen, \
-                   resolved_at, due_at, risk_acceptance, tags, version) {} \
-           RETURNING id, tenant_id, status, severity_rank, due_at) \
-         INSERT INTO finding_status AS s (id, tenant_id, status, severity_rank, due_at) \
-         SELECT id, tenant_id, status, severity_rank, due_at FROM v {}",
-        if appending { "" } else { upsert },
-        if appending { "" } else { status_upsert },
-    );
-    let mut rows = rows.to_vec();
-    rows.sort_unstable_by_key(|r| r.id);
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        fn column<'r, T>(rows: &[&'r Row], f: impl Fn(&'r Row) -> T) -> Vec<T> {
-            rows.iter().map(|r| f(r)).collect()
-        }
-        sqlx::query(&sql)
-            .bind(column(chunk, |r| r.id))
-            .bind(column(chunk, |r| r.tenant_id))
-            .bind(column(chunk, |r| r.title.as_str()))
-            .bind(column(chunk, |r| r.severity.as_str()))
-            .bind(column(chunk, |r| r.cvss))
-            .bind(column(chunk, |r| r.cve.as_deref()))
-            .bind(column(chunk, |r| r.rule_id.as_deref()))
-            .bind(column(chunk, |r| r.asset.as_str()))
-            .bind(column(chunk, |r| r.scanner.as_str()))
-            .bind(column(chunk, |r| r.package.as_deref()))
-            .bind(column(chunk, |r| r.installed_version.as_deref()))
-            .bind(column(chunk, |r| r.fixed_version.as_deref()))
-            .bind(column(chunk, |r| r.location.as_deref()))
-            .bind(column(chunk, |r| r.status.as_str()))
-            .bind(column(chunk, |r| r.first_seen))
-            .bind(column(chunk, |r| r.last_seen))
-            .bind(column(chunk, |r| r.resolved_at))
-            .bind(column(chunk, |r| r.due_at))
-            .bind(column(chunk, |r| r.risk_acceptance.as_ref()))
-            .bind(column(chunk, |r| array_literal(&r.tags)))
-            .bind(column(chunk, |r| r.version))
-            .execute(&mut *conn)
-            .await?;
+                   resolved_at, due_at, risk_acceptance, tags, version) {view_upsert} \
+           RETURNING id, tenant_id, status, severity_rank, due_at), \
+         s AS (INSERT INTO finding_status AS s (id, tenant_id, status, severity_rank, due_at) \
+           SELECT id, tenant_id, status, severity_rank, due_at FROM v {status_upsert})"
+    )
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the [`ROW_BINDS`] columns of `rows`, in order.
+fn bind_rows<'q>(query: PgQuery<'q>, rows: &[&'q Row]) -> PgQuery<'q> {
+    fn column<'r, T>(rows: &[&'r Row], f: impl Fn(&'r Row) -> T) -> Vec<T> {
+        rows.iter().map(|r| f(r)).collect()
     }
-    Ok(())
+    query
+        .bind(column(rows, |r| r.id))
+        .bind(column(rows, |r| r.tenant_id))
+        .bind(column(rows, |r| r.title.as_str()))
+        .bind(column(rows, |r| r.severity.as_str()))
+        .bind(column(rows, |r| r.cvss))
+        .bind(column(rows, |r| r.cve.as_deref()))
+        .bind(column(rows, |r| r.rule_id.as_deref()))
+        .bind(column(rows, |r| r.asset.as_str()))
+        .bind(column(rows, |r| r.scanner.as_str()))
+        .bind(column(rows, |r| r.package.as_deref()))
+        .bind(column(rows, |r| r.installed_version.as_deref()))
+        .bind(column(rows, |r| r.fixed_version.as_deref()))
+        .bind(column(rows, |r| r.location.as_deref()))
+        .bind(column(rows, |r| r.status.as_str()))
+        .bind(column(rows, |r| r.first_seen))
+        .bind(column(rows, |r| r.last_seen))
+        .bind(column(rows, |r| r.resolved_at))
+        .bind(column(rows, |r| r.due_at))
+        .bind(column(rows, |r| r.risk_acceptance.as_ref()))
+        .bind(column(rows, |r| array_literal(&r.tags)))
+        .bind(column(rows, |r| r.version))
 }
 
 /// The search text and tags of findings new to the tables, with the two sort keys
@@ -205,98 +262,124 @@ fn array_literal(items: &[String]) -> String {
 }
 
 pub(super) async fn deltas(conn: &mut PgConnection, d: &Deltas) -> Result<(), ProjectionError> {
-    let counts: Vec<Value> = d
-        .counts
-        .iter()
-        .filter(|(_, (count, seconds))| *count != 0 || *seconds != 0)
-        .map(
-            |((tenant, asset, scanner, severity, status), (count, seconds))| {
-                json!({"tenant_id": tenant, "asset": asset, "scanner": scanner,
-                   "severity": severity.as_str(), "status": status.as_str(),
-                   "count": count, "resolved_seconds": seconds})
-            },
-        )
-        .collect();
-    let mut tenant_counts: HashMap<(Uuid, &str, Severity, &str), (i64, i64)> = HashMap::new();
-    for ((tenant, _, scanner, severity, status), (count, seconds)) in &d.counts {
-        let total = tenant_counts
-            .entry((*tenant, scanner.as_str(), *severity, status.as_str()))
-            .or_default();
-        total.0 += count;
-        total.1 += seconds;
+    if let Some(counters) = Counters::of(d) {
+        counters.execute(conn).await?;
     }
-    let tenant_counts: Vec<Value> = tenant_counts
-        .into_iter()
-        .filter(|(_, (count, seconds))| *count != 0 || *seconds != 0)
-        .map(|((tenant, scanner, severity, status), (count, seconds))| {
-            json!({"tenant_id": tenant, "scanner": scanner, "severity": severity.as_str(),
-                   "status": status, "count": count, "resolved_seconds": seconds})
+    if !d.assets.is_empty() {
+        refresh_assets(conn, &d.assets).await?;
+    }
+    Ok(())
+}
+
+/// What a batch adds to the four counter tables, one JSON array each.
+struct Counters([Value; 4]);
+
+impl Counters {
+    /// `None` when the batch changes no count.
+    fn of(d: &Deltas) -> Option<Self> {
+        let counts: Vec<Value> = d
+            .counts
+            .iter()
+            .filter(|(_, (count, seconds))| *count != 0 || *seconds != 0)
+            .map(
+                |((tenant, asset, scanner, severity, status), (count, seconds))| {
+                    json!({"tenant_id": tenant, "asset": asset, "scanner": scanner,
+                       "severity": severity.as_str(), "status": status.as_str(),
+                       "count": count, "resolved_seconds": seconds})
+                },
+            )
+            .collect();
+        let mut tenant_counts: HashMap<(Uuid, &str, Severity, &str), (i64, i64)> = HashMap::new();
+        for ((tenant, _, scanner, severity, status), (count, seconds)) in &d.counts {
+            let total = tenant_counts
+                .entry((*tenant, scanner.as_str(), *severity, status.as_str()))
+                .or_default();
+            total.0 += count;
+            total.1 += seconds;
+        }
+        let tenant_counts: Vec<Value> = tenant_counts
+            .into_iter()
+            .filter(|(_, (count, seconds))| *count != 0 || *seconds != 0)
+            .map(|((tenant, scanner, severity, status), (count, seconds))| {
+                json!({"tenant_id": tenant, "scanner": scanner, "severity": severity.as_str(),
+                       "status": status, "count": count, "resolved_seconds": seconds})
+            })
+            .collect();
+        let daily: Vec<Value> = d
+            .daily
+            .iter()
+            .map(
+                |((tenant, day, severity), [new, remediated, opened, closed])| {
+                    json!({"tenant_id": tenant, "day": day, "severity": severity.as_str(),
+                       "new": new, "remediated": remediated, "opened": opened, "closed": closed})
+                },
+            )
+            .collect();
+        let due: Vec<Value> = d
+            .open_due
+            .iter()
+            .filter(|(_, count)| **count != 0)
+            .map(|((tenant, severity, day), count)| {
+                json!({"tenant_id": tenant, "severity": severity.as_str(), "due_day": day,
+                       "count": count})
+            })
+            .collect();
+        (!counts.is_empty() || !daily.is_empty() || !due.is_empty()).then(|| {
+            Self([
+                Value::Array(counts),
+                Value::Array(tenant_counts),
+                Value::Array(daily),
+                Value::Array(due),
+            ])
         })
-        .collect();
-    let daily: Vec<Value> = d
-        .daily
-        .iter()
-        .map(
-            |((tenant, day, severity), [new, remediated, opened, closed])| {
-                json!({"tenant_id": tenant, "day": day, "severity": severity.as_str(),
-                   "new": new, "remediated": remediated, "opened": opened, "closed": closed})
-            },
-        )
-        .collect();
-    let due: Vec<Value> = d
-        .open_due
-        .iter()
-        .filter(|(_, count)| **count != 0)
-        .map(|((tenant, severity, day), count)| {
-            json!({"tenant_id": tenant, "severity": severity.as_str(), "due_day": day,
-                   "count": count})
-        })
-        .collect();
-    // One statement for the four counter tables (data-modifying CTEs each run to
-    // completion, read or not): a live batch is a handful of round trips, and each
-    // costs more than the few rows it carries.
-    if !counts.is_empty() || !daily.is_empty() || !due.is_empty() {
-        sqlx::query(
-            "WITH finding AS ( \
+    }
+
+    /// The four upserts as CTEs (`finding`, `tenant`, `daily`, `due`) over binds
+    /// `$first..$first+3`: data-modifying CTEs each run to completion, read or not.
+    fn ctes(first: usize) -> String {
+        let [counts, tenant, daily, due] = [first, first + 1, first + 2, first + 3];
+        format!(
+            "finding AS ( \
                INSERT INTO finding_counts AS c \
-               SELECT * FROM jsonb_to_recordset($1) AS d(tenant_id uuid, asset text, \
+               SELECT * FROM jsonb_to_recordset(${counts}) AS d(tenant_id uuid, asset text, \
                    scanner text, severity text, status text, count bigint, resolved_seconds bigint) \
                ON CONFLICT (tenant_id, asset, scanner, severity, status) DO UPDATE \
                SET count = c.count + EXCLUDED.count, \
                    resolved_seconds = c.resolved_seconds + EXCLUDED.resolved_seconds), \
              tenant AS ( \
                INSERT INTO tenant_counts AS c \
-               SELECT * FROM jsonb_to_recordset($2) AS d(tenant_id uuid, scanner text, \
+               SELECT * FROM jsonb_to_recordset(${tenant}) AS d(tenant_id uuid, scanner text, \
                    severity text, status text, count bigint, resolved_seconds bigint) \
                ON CONFLICT (tenant_id, scanner, severity, status) DO UPDATE \
                SET count = c.count + EXCLUDED.count, \
                    resolved_seconds = c.resolved_seconds + EXCLUDED.resolved_seconds), \
              daily AS ( \
                INSERT INTO daily_counts AS c \
-               SELECT * FROM jsonb_to_recordset($3) AS d(tenant_id uuid, day date, \
+               SELECT * FROM jsonb_to_recordset(${daily}) AS d(tenant_id uuid, day date, \
                    severity text, new bigint, remediated bigint, opened bigint, closed bigint) \
                ON CONFLICT (tenant_id, day, severity) DO UPDATE \
                SET new = c.new + EXCLUDED.new, remediated = c.remediated + EXCLUDED.remediated, \
                    opened = c.opened + EXCLUDED.opened, closed = c.closed + EXCLUDED.closed), \
              due AS ( \
                INSERT INTO open_due_counts AS c \
-               SELECT * FROM jsonb_to_recordset($4) AS d(tenant_id uuid, severity text, \
+               SELECT * FROM jsonb_to_recordset(${due}) AS d(tenant_id uuid, severity text, \
                    due_day date, count bigint) \
                ON CONFLICT (tenant_id, severity, due_day) DO UPDATE \
-               SET count = c.count + EXCLUDED.count) \
-             SELECT 1",
+               SET count = c.count + EXCLUDED.count)"
         )
-        .bind(Value::Array(counts))
-        .bind(Value::Array(tenant_counts))
-        .bind(Value::Array(daily))
-        .bind(Value::Array(due))
-        .execute(&mut *conn)
-        .await?;
     }
-    if !d.assets.is_empty() {
-        refresh_assets(conn, &d.assets).await?;
+
+    fn bind(self, query: PgQuery<'_>) -> PgQuery<'_> {
+        let [counts, tenant, daily, due] = self.0;
+        query.bind(counts).bind(tenant).bind(daily).bind(due)
     }
-    Ok(())
+
+    /// The four upserts on their own.
+    async fn execute(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        let sql = format!("WITH {} SELECT 1", Self::ctes(1));
+        self.bind(sqlx::query(&sql)).execute(conn).await?;
+        Ok(())
+    }
 }
 
 /// (tenant, scan, finding): which scans saw which findings. Those the table has are
