@@ -324,14 +324,12 @@ impl Counters {
                        "count": count})
             })
             .collect();
-        (!counts.is_empty() || !daily.is_empty() || !due.is_empty()).then(|| {
-            Self([
-                Value::Array(counts),
-                Value::Array(tenant_counts),
-                Value::Array(daily),
-                Value::Array(due),
-            ])
-        })
+        (!counts.is_empty() || !daily.is_empty() || !due.is_empty()).then_some(Self([
+            Value::Array(counts),
+            Value::Array(tenant_counts),
+            Value::Array(daily),
+            Value::Array(due),
+        ]))
     }
 
     /// The four upserts as CTEs (`finding`, `tenant`, `daily`, `due`) over binds
