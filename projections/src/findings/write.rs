@@ -1,6 +1,7 @@
 //! The findings projection's SQL: a fixed number of set-based statements per batch.
-//! Rows travel as one JSON array each (`jsonb_to_recordset`), which binds any number
-//! of rows, including array columns, as a single parameter.
+//! Rows travel as one array per column (`UNNEST`); counter deltas as one JSON array
+//! per table (`jsonb_to_recordset`). Either binds any number of rows as a fixed number
+//! of parameters.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
