@@ -100,45 +100,10 @@ impl FindingFilter {
     /// Appends ` AND ...` for every filter set, on the columns of `source`.
     fn push_where(&self, q: &mut QueryBuilder<'_, Postgres>, now: DateTime<Utc>, source: Source) {
         let (table, text_joined) = match source {
-            Source::Counters => {
-                for (column, values) in [
-                    ("severity", &self.severities),
-                    ("status", &self.statuses),
-                    ("asset", &self.assets),
-                    ("scanner", &self.scanners),
-                ] {
-                    if let Some(values) = values {
-                        push_in(q, column, values);
-                    }
-                }
-                return;
-            }
+            Source::Counters => ("", false),
             Source::View {
-                tenant,
-                table,
-                text_joined,
-            } => {
-                // No index of finding_view reads the status (status changes are HOT
-                // updates): the ids of a status, and of the open findings past their
-                // deadline, come from finding_status. PostgreSQL joins them when they
-                // are few, and otherwise walks finding_view in the page's order and
-                // probes finding_status for each row.
-                if self.statuses.is_some() || self.sla_breached {
-                    q.push(format!(
-                        " AND {table}id IN (SELECT id FROM finding_status WHERE tenant_id = "
-                    ))
-                    .push_bind(tenant);
-                    if let Some(statuses) = &self.statuses {
-                        push_in(q, "status", statuses);
-                    }
-                    if self.sla_breached {
-                        q.push(" AND status IN ('OPEN', 'CONFIRMED') AND due_at < ")
-                            .push_bind(now);
-                    }
-                    q.push(")");
-                }
-                (table, text_joined)
-            }
+                table, text_joined, ..
+            } => (table, text_joined),
         };
         for (column, values) in [
             ("severity", &self.severities),
@@ -149,6 +114,31 @@ impl FindingFilter {
             if let Some(values) = values {
                 push_in(q, &format!("{table}{column}"), values);
             }
+        }
+        let Source::View { tenant, .. } = source else {
+            // The counters have the status as a column, and nothing else filters them.
+            if let Some(statuses) = &self.statuses {
+                push_in(q, "status", statuses);
+            }
+            return;
+        };
+        // No index of finding_view reads the status (status changes are HOT updates):
+        // the ids of a status, and of the open findings past their deadline, come from
+        // finding_status. PostgreSQL joins them when they are few, and otherwise walks
+        // finding_view in the page's order and probes finding_status for each row.
+        if self.statuses.is_some() || self.sla_breached {
+            q.push(format!(
+                " AND {table}id IN (SELECT id FROM finding_status WHERE tenant_id = "
+            ))
+            .push_bind(tenant);
+            if let Some(statuses) = &self.statuses {
+                push_in(q, "status", statuses);
+            }
+            if self.sla_breached {
+                q.push(" AND status IN ('OPEN', 'CONFIRMED') AND due_at < ")
+                    .push_bind(now);
+            }
+            q.push(")");
         }
         if let Some(scan) = self.scan_id {
             q.push(format!(
