@@ -560,3 +560,76 @@ async fn triage_rewrites_the_row_but_not_its_search_text() {
         "the search text was not"
     );
 }
+
+#[tokio::test]
+async fn a_search_total_follows_new_findings_through_triage_and_other_tenants() {
+    let app = common::spawn_app().await;
+    let session = app.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&app, &session);
+    let findings = |titles: &[&str]| {
+        let findings: Vec<Value> = titles
+            .iter()
+            .map(|t| json!({ "title": t, "severity": "HIGH", "package": "zlib" }))
+            .collect();
+        serde_json::to_vec(&json!({ "findings": findings })).unwrap()
+    };
+    let total = |answer: &common::api::Answer| {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body["meta"]["total"].as_i64().unwrap()
+    };
+    let imported = api
+        .import(
+            "api:1",
+            "native",
+            findings(&["heap overflow", "integer overflow"]),
+        )
+        .await;
+    let first = api
+        .get_after("/api/v1/findings?q=zlib", imported.position())
+        .await;
+    assert_eq!(total(&first), 2);
+
+    // Triage moves the projection but adds no finding: the same total.
+    let id = first.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let confirmed = api
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/findings/{id}/status"),
+            Some("\"1\""),
+            json!({ "status": "CONFIRMED" }),
+        )
+        .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    let after_triage = api
+        .get_after("/api/v1/findings?q=zlib", confirmed.position())
+        .await;
+    assert_eq!(total(&after_triage), 2);
+
+    // Another tenant's matching findings are not this tenant's.
+    let other = app.signed_in("globex", Role::Admin).await;
+    let elsewhere = Api::new(&app, &other)
+        .import("api:1", "native", findings(&["use after free"]))
+        .await;
+    let unchanged = api
+        .get_after("/api/v1/findings?q=zlib", elsewhere.position())
+        .await;
+    assert_eq!(total(&unchanged), 2);
+
+    // New matching findings in this tenant are counted at once.
+    let more = api
+        .import(
+            "api:2",
+            "native",
+            findings(&["heap overflow", "double free"]),
+        )
+        .await;
+    let grown = api
+        .get_after("/api/v1/findings?q=zlib", more.position())
+        .await;
+    assert_eq!(total(&grown), 4);
+    assert_eq!(grown.body["data"].as_array().unwrap().len(), 4);
+    let narrowed = api
+        .get_after("/api/v1/findings?q=double", more.position())
+        .await;
+    assert_eq!(total(&narrowed), 1);
+}

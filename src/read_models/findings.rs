@@ -76,7 +76,7 @@ impl FindingFilter {
 
     /// True when only the search text (and tags) are set: `finding_text` alone
     /// answers the total.
-    fn searches_text_only(&self) -> bool {
+    pub fn searches_text_only(&self) -> bool {
         self.text.is_some()
             && Self {
                 text: None,
