@@ -44,9 +44,10 @@
 //!    Each rate runs after the previous one has been applied in full. The age of the oldest
 //!    writing transaction in *other* databases is sampled meanwhile: the ordered reader
 //!    reads below the cluster-wide xmin, so such a transaction delays this projection.
-//!    Meanwhile one paced reader sends `GET /dashboard/kpis` and `GET /findings` (50/s
-//!    each): their latency while the read models move (the KPI cache is keyed by the
-//!    projection position, so most of these miss it).
+//!    Meanwhile one paced reader sends `GET /dashboard/kpis`, `GET /findings` and
+//!    `GET /findings?q=openssl` (33/s each): their latency while the read models move
+//!    (the KPI cache is keyed by the projection position, so most of these miss it; the
+//!    search's total by the tenant's number of findings, which triage leaves alone).
 //!    Then again with NATS: the server is restarted with a NATS URL, so events go
 //!    relay → JetStream → the projection's durable pull consumer. By default that is a
 //!    private `nats-server -js` on a free port with a temporary store (killed at the end):
@@ -1298,40 +1299,37 @@ async fn lag(
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let start = Instant::now() + Duration::from_millis(100);
     let end = start + interval * findings.len() as u32;
-    // Reads while the commands run, paced (one every 10 ms, KPIs and the default
-    // finding list in turn) so they add load without taking over the two cores.
+    // Reads while the commands run, paced (one every 10 ms, KPIs, the default finding
+    // list and a text search in turn) so they add load without taking over the two
+    // cores. The search's total is a count, cached: what triage does to that cache is
+    // part of what a user sees.
     let (kpis_before, _) = caches.stats();
     let readers = tokio::spawn({
         let client = client.clone();
         let measure_from = start + interval * warm as u32;
         async move {
-            let mut kpis = Vec::new();
-            let mut list = Vec::new();
+            let mut times: [Vec<Duration>; 3] = Default::default();
             let mut failed = 0usize;
             let mut next = start;
-            let mut turn = 0u64;
+            let mut turn = 0usize;
+            let search = [("q".to_owned(), "openssl".to_owned())];
             while next < end {
                 tokio::time::sleep_until(next.into()).await;
-                let result = if turn % 2 == 0 {
-                    client.get("/api/v1/dashboard/kpis", &[]).await
-                } else {
-                    client.get("/api/v1/findings", &[]).await
+                let (path, query): (&str, &[(String, String)]) = match turn % 3 {
+                    0 => ("/api/v1/dashboard/kpis", &[]),
+                    1 => ("/api/v1/findings", &[]),
+                    _ => ("/api/v1/findings", &search),
                 };
-                match result {
-                    Ok((t, _)) if next >= measure_from => {
-                        if turn % 2 == 0 {
-                            kpis.push(t)
-                        } else {
-                            list.push(t)
-                        }
-                    }
+                match client.get(path, query).await {
+                    Ok((t, _)) if next >= measure_from => times[turn % 3].push(t),
                     Ok(_) => {}
                     Err(_) => failed += 1,
                 }
                 turn += 1;
                 next = (next + Duration::from_millis(10)).max(Instant::now());
             }
-            (kpis, list, failed)
+            let [kpis, list, search] = times;
+            (kpis, list, search, failed)
         }
     });
     let mut tasks = tokio::task::JoinSet::new();
@@ -1387,7 +1385,7 @@ async fn lag(
         sent[i] = Some(s);
     }
     let sent: Vec<Sent> = sent.into_iter().flatten().collect();
-    let (read_kpis, read_list, read_failed) = readers.await?;
+    let (read_kpis, read_list, read_search, read_failed) = readers.await?;
     let (kpis_after, _) = caches.stats();
     let last_ack = sent.iter().map(|s| s.acked).max().unwrap_or(start);
 
@@ -1532,10 +1530,15 @@ async fn lag(
         fmt_ms(v.max),
         String::new(),
     );
-    let (rk, rl) = (Stats::of(&read_kpis), Stats::of(&read_list));
+    let (rk, rl, rs) = (
+        Stats::of(&read_kpis),
+        Stats::of(&read_list),
+        Stats::of(&read_search),
+    );
     println!(
-        "  reads meanwhile (50/s each): GET /dashboard/kpis p50 {} p99 {} max {} \
-         ({} answers; server cache hits, KPIs and totals: {}); GET /findings p50 {} p99 {} max {}; {read_failed} failed",
+        "  reads meanwhile (33/s each): GET /dashboard/kpis p50 {} p99 {} max {} \
+         ({} answers; server cache hits, KPIs and totals: {}); GET /findings p50 {} p99 {} max {}; \
+         GET /findings?q=openssl p50 {} p99 {} max {}; {read_failed} failed",
         fmt_ms(rk.p50),
         fmt_ms(rk.p99),
         fmt_ms(rk.max),
@@ -1543,10 +1546,13 @@ async fn lag(
         kpis_after - kpis_before,
         fmt_ms(rl.p50),
         fmt_ms(rl.p99),
-        fmt_ms(rl.max)
+        fmt_ms(rl.max),
+        fmt_ms(rs.p50),
+        fmt_ms(rs.p99),
+        fmt_ms(rs.max)
     );
     table.row(
-        &format!("HTTP GET /dashboard/kpis during the {label} {rate}/s run (50/s)"),
+        &format!("HTTP GET /dashboard/kpis during the {label} {rate}/s run (33/s)"),
         thousands(read_kpis.len() as u64),
         fmt_ms(rk.p50),
         fmt_ms(rk.p99),
@@ -1555,12 +1561,20 @@ async fn lag(
     );
     table.row(
         &format!(
-            "HTTP GET /findings (first page, default sort) during the {label} {rate}/s run (50/s)"
+            "HTTP GET /findings (first page, default sort) during the {label} {rate}/s run (33/s)"
         ),
         thousands(read_list.len() as u64),
         fmt_ms(rl.p50),
         fmt_ms(rl.p99),
         fmt_ms(rl.max),
+        String::new(),
+    );
+    table.row(
+        &format!("HTTP GET /findings?q=openssl (first page and total) during the {label} {rate}/s run (33/s)"),
+        thousands(read_search.len() as u64),
+        fmt_ms(rs.p50),
+        fmt_ms(rs.p99),
+        fmt_ms(rs.max),
         String::new(),
     );
     table.row(
