@@ -55,7 +55,7 @@ impl Application {
         auth_caches.listen(pool.clone());
         let state = AppState {
             commands: CommandService::new(EventStore::new(pool.clone())),
-            jwt: JwtKeys::new(&secret, config.jwt_expires_in),
+            jwt: Arc::new(JwtKeys::new(&secret, config.jwt_expires_in)),
             auth_caches,
             rate_limits: RateLimits::new(config.rate_limit_auth, config.rate_limit_tenant),
             live: crate::live::LiveFeed::default(),

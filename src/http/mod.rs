@@ -39,7 +39,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
     pub commands: CommandService,
-    pub jwt: JwtKeys,
+    /// Shared: axum clones the state for every layer of every request, and the keys
+    /// and their validation rules are allocations of their own.
+    pub jwt: Arc<JwtKeys>,
     pub auth_caches: AuthCaches,
     pub rate_limits: Arc<RateLimits>,
     pub live: crate::live::LiveFeed,
