@@ -37,6 +37,20 @@ async fn pages_of(api: &Api<'_>, path: &str, position: i64, limit: usize) -> Vec
     }
 }
 
+/// Moves a finding that has seen no triage yet (version 1) from OPEN to CONFIRMED.
+async fn confirm(api: &Api<'_>, id: &str) -> common::api::Answer {
+    let confirmed = api
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/findings/{id}/status"),
+            Some("\"1\""),
+            json!({ "status": "CONFIRMED" }),
+        )
+        .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    confirmed
+}
+
 #[tokio::test]
 async fn a_real_grype_report_shows_up_exactly_in_the_list_dashboard_and_assets() {
     let app = common::spawn_app().await;
@@ -261,15 +275,7 @@ async fn triage_and_a_second_scan_move_every_counter() {
         )
         .await;
     assert_eq!(fp.status, 200, "{}", fp.body);
-    let confirmed = api
-        .send(
-            Method::PATCH,
-            &format!("/api/v1/findings/{alpha}/status"),
-            Some("\"1\""),
-            json!({ "status": "CONFIRMED" }),
-        )
-        .await;
-    assert_eq!(confirmed.status, 200);
+    confirm(&api, &alpha).await;
     // bravo disappears from the next report: auto-resolved.
     let second = api
         .import("api:1", "native", native(&[("alpha", "CRITICAL")]))
@@ -530,15 +536,7 @@ async fn triage_rewrites_the_row_but_not_its_search_text() {
         versions("finding_text").await,
     );
 
-    let confirmed = api
-        .send(
-            Method::PATCH,
-            &format!("/api/v1/findings/{id}/status"),
-            Some("\"1\""),
-            json!({ "status": "CONFIRMED" }),
-        )
-        .await;
-    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    let confirmed = confirm(&api, &id).await;
     let found = api
         .get_after("/api/v1/findings?q=zlib", confirmed.position())
         .await;
@@ -591,15 +589,7 @@ async fn a_search_total_follows_new_findings_through_triage_and_other_tenants() 
 
     // Triage moves the projection but adds no finding: the same total.
     let id = first.body["data"][0]["id"].as_str().unwrap().to_owned();
-    let confirmed = api
-        .send(
-            Method::PATCH,
-            &format!("/api/v1/findings/{id}/status"),
-            Some("\"1\""),
-            json!({ "status": "CONFIRMED" }),
-        )
-        .await;
-    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    let confirmed = confirm(&api, &id).await;
     let after_triage = api
         .get_after("/api/v1/findings?q=zlib", confirmed.position())
         .await;
