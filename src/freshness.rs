@@ -6,8 +6,14 @@
 //! Positions are handed out before commit, so "applied n" cannot mean "checkpoint
 //! position ≥ n": it means the checkpoint, in commit order `(txid, position)`, is at
 //! or past n's own `(txid, n)`, which is looked up once per wait.
+//!
+//! It also tells cached answers when to go stale ([`Freshness::tenant_epoch`]): each
+//! batch's notice names the tenants whose events it applied, so an answer about one
+//! tenant is filed under that tenant's last change, not under the global position
+//! that every other tenant's writes move too.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
@@ -15,7 +21,9 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use vulnledger_projections::{checkpoint, ProjectionCheckpoint};
+use uuid::Uuid;
+use vulnledger_projections::checkpoint::{self, Notice};
+use vulnledger_projections::ProjectionCheckpoint;
 
 /// What the slowest projection has applied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,7 +38,45 @@ pub struct Applied {
 pub struct Freshness {
     pool: PgPool,
     applied: watch::Receiver<Applied>,
-    sender: std::sync::Arc<watch::Sender<Applied>>,
+    sender: Arc<watch::Sender<Applied>>,
+    changes: Arc<Mutex<Changes>>,
+}
+
+/// Which tenants' read models changed, by a counter of this process: every change
+/// heard takes the next number, and is filed under the tenants it names, or under
+/// "every tenant" when it names none.
+#[derive(Debug, Default)]
+struct Changes {
+    counter: u64,
+    /// The last change that may have touched any tenant.
+    everyone: u64,
+    /// The last change of each tenant since then (older entries are dropped).
+    by_tenant: HashMap<Uuid, u64>,
+}
+
+impl Changes {
+    fn of(&mut self, tenants: Option<&[Uuid]>) {
+        self.counter += 1;
+        match tenants {
+            Some(tenants) => {
+                for t in tenants {
+                    self.by_tenant.insert(*t, self.counter);
+                }
+            }
+            None => {
+                self.everyone = self.counter;
+                self.by_tenant.clear();
+            }
+        }
+    }
+
+    fn epoch(&self, tenant: Uuid) -> u64 {
+        self.by_tenant
+            .get(&tenant)
+            .copied()
+            .unwrap_or(0)
+            .max(self.everyone)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +93,27 @@ impl Freshness {
         Self {
             pool,
             applied,
-            sender: std::sync::Arc::new(sender),
+            sender: Arc::new(sender),
+            changes: Default::default(),
         }
     }
 
     pub fn current(&self) -> Applied {
         *self.applied.borrow()
+    }
+
+    /// A number that changes whenever `tenant`'s read models may have changed, for
+    /// cache keys: an answer computed after reading it is at least as new as any
+    /// change it counts (it moves only once a batch has committed, and before
+    /// [`current`](Self::current) and [`wait_for`](Self::wait_for) report that
+    /// batch). Other tenants' batches leave it alone. It is this process's own
+    /// count, so it keys this process's caches only.
+    pub fn tenant_epoch(&self, tenant: Uuid) -> u64 {
+        lock(&self.changes).epoch(tenant)
+    }
+
+    fn changed(&self, tenants: Option<&[Uuid]>) {
+        lock(&self.changes).of(tenants);
     }
 
     /// Follows the checkpoints until `shutdown`.
@@ -74,7 +135,9 @@ impl Freshness {
     async fn follow(&self, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(checkpoint::CHANNEL).await?;
+        // Whatever happened while nobody listened may have touched any tenant.
         let mut known = self.load_all().await?;
+        self.changed(None);
         self.publish(&known);
         loop {
             tokio::select! {
@@ -82,20 +145,28 @@ impl Freshness {
                 notification = listener.try_recv() => {
                     match notification? {
                         Some(n) => {
-                            if let Some((name, at)) = parse(n.payload()) {
-                                known.insert(name, at);
+                            if let Some(notice) = Notice::parse(n.payload()) {
+                                known.insert(notice.name, notice.at);
+                                self.changed(notice.tenants.as_deref());
                                 self.publish(&known);
                             }
                         }
                         // Reconnected: whatever was announced meanwhile is in the table.
                         None => {
                             known = self.load_all().await?;
+                            self.changed(None);
                             self.publish(&known);
                         }
                     }
                 }
                 () = tokio::time::sleep(Duration::from_secs(1)) => {
-                    known = self.load_all().await?;
+                    // A checkpoint that moved without a notice heard (yet) moved for
+                    // tenants unknown.
+                    let polled = self.load_all().await?;
+                    if !same_places(&polled, &known) {
+                        self.changed(None);
+                    }
+                    known = polled;
                     self.publish(&known);
                 }
             }
@@ -176,20 +247,44 @@ impl Freshness {
     }
 }
 
-/// `"<name> <txid> <position> <max_position>"`
-fn parse(payload: &str) -> Option<(String, ProjectionCheckpoint)> {
-    let mut parts = payload.split(' ');
-    let name = parts.next()?.to_owned();
-    let txid = parts.next()?.parse().ok()?;
-    let position = parts.next()?.parse().ok()?;
-    let max_position = parts.next()?.parse().ok()?;
-    Some((
-        name,
-        ProjectionCheckpoint {
-            txid,
-            position,
-            max_position,
-            ..Default::default()
-        },
-    ))
+/// Whether every projection stands where it did (notices carry no event count or
+/// version, so only the places are compared).
+fn same_places(
+    a: &HashMap<String, ProjectionCheckpoint>,
+    b: &HashMap<String, ProjectionCheckpoint>,
+) -> bool {
+    let place = |c: &ProjectionCheckpoint| (c.txid, c.position, c.max_position);
+    a.len() == b.len()
+        && a.iter()
+            .all(|(name, at)| b.get(name).is_some_and(|other| place(at) == place(other)))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenants_epoch_moves_with_its_own_changes_and_with_everyones() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut changes = Changes::default();
+        let start = changes.epoch(a);
+        changes.of(Some(&[b]));
+        assert_eq!(changes.epoch(a), start, "another tenant's batch");
+        let b_before = changes.epoch(b);
+        changes.of(Some(&[a, b]));
+        let a_after = changes.epoch(a);
+        assert!(a_after > start && changes.epoch(b) > b_before);
+        changes.of(None);
+        assert!(changes.epoch(a) > a_after, "a change of every tenant");
+        let everyone = changes.epoch(a);
+        assert_eq!(changes.epoch(Uuid::new_v4()), everyone);
+        changes.of(Some(&[b]));
+        assert_eq!(changes.epoch(a), everyone);
+    }
 }

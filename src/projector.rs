@@ -196,7 +196,10 @@ impl Consumer for ProjectionConsumer {
                 ))
                 .await?;
             self.0.apply(&mut tx, &fresh).await?;
-            if checkpoint::advance(&mut tx, name, &at, &next).await? {
+            let mut tenants: Vec<uuid::Uuid> = fresh.iter().map(|e| e.tenant_id).collect();
+            tenants.sort_unstable();
+            tenants.dedup();
+            if checkpoint::advance(&mut tx, name, &at, &next, &tenants).await? {
                 tx.commit().await?;
                 return Ok(next);
             }

@@ -623,3 +623,88 @@ async fn a_search_total_follows_new_findings_through_triage_and_other_tenants() 
         .await;
     assert_eq!(total(&narrowed), 1);
 }
+
+#[tokio::test]
+async fn a_tenants_cached_answers_outlive_other_tenants_writes_but_not_its_own() {
+    let app = common::spawn_app().await;
+    let session = app.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&app, &session);
+    let other = app.signed_in("globex", Role::Admin).await;
+    let elsewhere = Api::new(&app, &other);
+    let native = |titles: &[&str]| {
+        let findings: Vec<Value> = titles
+            .iter()
+            .map(|t| json!({ "title": t, "severity": "HIGH", "package": "zlib" }))
+            .collect();
+        serde_json::to_vec(&json!({ "findings": findings })).unwrap()
+    };
+    // A search with another filter: its total is counted, then cached.
+    const OPEN_ZLIB: &str = "/api/v1/findings?q=zlib&status=OPEN";
+    let total = |answer: &common::api::Answer| {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body["meta"]["total"].as_i64().unwrap()
+    };
+    let misses = || app.caches.stats().1;
+    let imported = api
+        .import(
+            "api:1",
+            "native",
+            native(&["heap overflow", "integer overflow"]),
+        )
+        .await;
+    assert_eq!(
+        total(&api.get_after(OPEN_ZLIB, imported.position()).await),
+        2
+    );
+    let before = misses();
+
+    // Three batches of another tenant: acme's total is served from the cache. Keyed
+    // by the global position it was counted again after each (3 misses); one miss
+    // is allowed for a checkpoint poll that ran before a batch's notice arrived.
+    for i in 0..3 {
+        let theirs = elsewhere
+            .import(&format!("api:{i}"), "native", native(&["use after free"]))
+            .await;
+        assert_eq!(total(&api.get_after(OPEN_ZLIB, theirs.position()).await), 2);
+    }
+    assert!(
+        misses() - before <= 1,
+        "another tenant's writes made acme's cached total stale {} times",
+        misses() - before
+    );
+
+    // acme's own triage is counted at once.
+    let first = api.get_after(OPEN_ZLIB, imported.position()).await;
+    let id = first.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let confirmed = confirm(&api, &id).await;
+    assert_eq!(
+        total(&api.get_after(OPEN_ZLIB, confirmed.position()).await),
+        1
+    );
+
+    // And so are acme's new findings, whatever the other tenant did meanwhile.
+    let more = api
+        .import("api:2", "native", native(&["heap overflow", "double free"]))
+        .await;
+    let late = elsewhere
+        .import(
+            "api:9",
+            "native",
+            native(&["stack overflow", "format string"]),
+        )
+        .await;
+    assert_eq!(total(&api.get_after(OPEN_ZLIB, more.position()).await), 3);
+    let theirs = elsewhere.get_after(OPEN_ZLIB, late.position()).await;
+    assert_eq!(total(&theirs), 5);
+    for (who, findings) in [(&api, 4), (&elsewhere, 5)] {
+        let kpis = who
+            .get_after("/api/v1/dashboard/kpis", late.position())
+            .await;
+        assert_eq!(kpis.status, 200, "{}", kpis.body);
+        assert_eq!(kpis.body["totalFindings"], json!(findings), "{}", kpis.body);
+    }
+    let kpis = api
+        .get_after("/api/v1/dashboard/kpis", more.position())
+        .await;
+    assert_eq!(kpis.body["openFindings"], json!(4), "{}", kpis.body);
+}

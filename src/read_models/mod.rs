@@ -11,10 +11,13 @@ use std::time::Duration;
 use moka::future::Cache;
 use serde_json::Value;
 
-/// Hot answers (KPIs, counts), keyed by what they depend on *including* the
-/// projection position they were computed at: once the read models move on, the key
-/// changes and an older answer can no longer be served. Time-dependent answers (SLA
-/// breach is measured against "now") carry the second in their key as well.
+/// Hot answers (KPIs, counts), keyed by what they depend on *including* how far the
+/// read models of their tenant had moved when they were computed
+/// ([`Freshness::tenant_epoch`](crate::freshness::Freshness::tenant_epoch)): once a
+/// batch with that tenant's events commits, the key changes and an older answer can
+/// no longer be served, while other tenants' batches leave it cached. Time-dependent
+/// answers (SLA breach is measured against "now") carry the second in their key as
+/// well.
 #[derive(Clone)]
 pub struct Caches {
     answers: Cache<String, Value>,

@@ -91,6 +91,8 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub db: TestDb,
     pub client: reqwest::Client,
+    /// The server's answer cache, to tell a cached answer from a computed one.
+    pub caches: vulnledger::read_models::Caches,
     shutdown: CancellationToken,
 }
 
@@ -120,11 +122,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("application builds");
     let address = app.local_addr();
+    let caches = app.state().caches.clone();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(shutdown.clone()));
     TestApp {
         address,
         db,
+        caches,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -163,6 +167,7 @@ impl TestApp {
             .await
             .expect("application builds");
         let address = app.local_addr();
+        self.caches = app.state().caches.clone();
         let shutdown = CancellationToken::new();
         tokio::spawn(app.run(shutdown.clone()));
         self.address = address;

@@ -47,10 +47,10 @@ pub async fn kpis(
     let tag = trimmed(params.tag.as_deref());
     let now = Utc::now();
     let tenant = principal.tenant_id;
-    let position = state.freshness.current().max_position;
+    let epoch = state.freshness.tenant_epoch(tenant);
     // SLA breach moves with the clock: an answer is good for the second it was made in.
     let key = format!(
-        "kpis|{tenant}|{asset:?}|{tag:?}|{position}|{}",
+        "kpis|{tenant}|{asset:?}|{tag:?}|{epoch}|{}",
         now.timestamp()
     );
     let pool = state.pool.clone();
@@ -123,8 +123,8 @@ pub async fn trends(
             Error::BadRequest("severity must be CRITICAL, HIGH, MEDIUM, LOW or INFO".into())
         })?;
     let tenant = principal.tenant_id;
-    let position = state.freshness.current().max_position;
-    let key = format!("trends|{tenant}|{from}|{until}|{interval:?}|{severities:?}|{position}");
+    let epoch = state.freshness.tenant_epoch(tenant);
+    let key = format!("trends|{tenant}|{from}|{until}|{interval:?}|{severities:?}|{epoch}");
     let pool = state.pool.clone();
     let value = state
         .caches

@@ -231,29 +231,31 @@ async fn respond(
     Ok(out)
 }
 
-/// Totals that need a count (free text, tags, time ranges) are cached by projection
-/// position; the counters answer the rest directly.
+/// Totals that need a count (free text, tags, time ranges) are cached by the
+/// tenant's epoch ([`Freshness::tenant_epoch`](crate::freshness::Freshness::tenant_epoch):
+/// it moves with the tenant's own batches only); the counters answer the rest
+/// directly.
 ///
-/// The position moves with every event of any tenant, so under a steady stream of
-/// triage a search would count its matches on every request (50 ms for 21k matches
-/// among a million findings). A search by text and tags alone counts `finding_text`,
-/// whose rows are written once, one per finding, and never change or go: its total
-/// can only change when the tenant's number of findings does, which the counters
-/// give in one small read. So on a new position such a total is looked up again by
-/// that number, and counted only when findings were added.
+/// Under a steady stream of the tenant's own triage the epoch moves all the time, so
+/// a search would count its matches on every request (50 ms for 21k matches among a
+/// million findings). A search by text and tags alone counts `finding_text`, whose
+/// rows are written once, one per finding, and never change or go: its total can
+/// only change when the tenant's number of findings does, which the counters give in
+/// one small read. So on a new epoch such a total is looked up again by that number,
+/// and counted only when findings were added.
 async fn cached_total(
     state: &AppState,
     tenant: Uuid,
     filter: &FindingFilter,
     now: DateTime<Utc>,
 ) -> Result<i64, Error> {
-    let position = state.freshness.current().max_position;
+    let epoch = state.freshness.tenant_epoch(tenant);
     let second = if filter.sla_breached {
         now.timestamp()
     } else {
         0
     };
-    let key = format!("total|{tenant}|{filter:?}|{position}|{second}");
+    let key = format!("total|{tenant}|{filter:?}|{epoch}|{second}");
     let pool = state.pool.clone();
     let caches = state.caches.clone();
     let owned = filter.clone();
