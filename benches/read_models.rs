@@ -969,6 +969,10 @@ async fn queries(
             "first page, cve=CVE-2021-44228".into(),
             Request::list(&[("cve", "CVE-2021-44228")]),
         ),
+        (
+            "first page, slaBreached=true".into(),
+            Request::list(&[("slaBreached", "true")]),
+        ),
     ];
     let offset_page = deep(total_pages(all));
     kinds.push((

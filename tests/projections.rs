@@ -268,6 +268,127 @@ async fn trends_and_sla_follow_a_simulated_history() {
     assert_eq!(breached["data"], json!([]), "{breached}");
 }
 
+/// Follows `nextCursor` from `path` in pages of `limit`; the ids of every row.
+async fn ids_by_cursor(api: &Api<'_>, path: &str, position: i64, limit: usize) -> Vec<String> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut ids = Vec::new();
+    let mut next = format!("{path}{sep}limit={limit}");
+    loop {
+        let page = api.get_after(&next, position).await;
+        assert_eq!(page.status, 200, "{next}: {}", page.body);
+        for row in page.body["data"].as_array().unwrap() {
+            ids.push(row["id"].as_str().unwrap().to_owned());
+        }
+        match page.body["meta"]["nextCursor"].as_str() {
+            Some(cursor) => next = format!("{path}{sep}limit={limit}&cursor={cursor}"),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test]
+async fn breached_findings_come_in_the_order_and_pages_of_the_full_list() {
+    let app = common::spawn_app().await;
+    let session = app.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&app, &session);
+    let now = Utc::now();
+    // Default policy: CRITICAL 7 days, HIGH 30, MEDIUM 90. Findings of one scan share
+    // their first sighting, so the id decides between them.
+    let mut last = 0;
+    for (target, days_ago) in [("api:old", 40), ("api:mid", 20), ("api:new", 1)] {
+        let findings: Vec<(String, &str)> = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+            .iter()
+            .flat_map(|s| (0..4).map(move |i| (format!("{s} {i}"), *s)))
+            .collect();
+        let findings: Vec<(&str, &str)> = findings.iter().map(|(t, s)| (t.as_str(), *s)).collect();
+        last = scan_at(
+            &app.db.pool,
+            session.tenant_id,
+            target,
+            &findings,
+            now - Duration::days(days_ago),
+        )
+        .await;
+    }
+    // A confirmed finding is still open, and breached all the same.
+    let high = api
+        .get_after(
+            "/api/v1/findings?severity=HIGH&sort=firstSeen&limit=1",
+            last,
+        )
+        .await;
+    let id = high.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let confirmed = api
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/findings/{id}/status"),
+            Some("\"1\""),
+            json!({ "status": "CONFIRMED" }),
+        )
+        .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    let last = confirmed.position();
+
+    for (sort, filter) in [
+        ("", ""),
+        ("sort=severity,firstSeen", ""),
+        ("", "severity=HIGH"),
+        ("", "severity=CRITICAL,MEDIUM"),
+        ("", "status=CONFIRMED"),
+        ("", "status=OPEN&severity=CRITICAL"),
+        ("sort=dueAt", ""),
+    ] {
+        let all = format!("/api/v1/findings?{sort}&{filter}");
+        let full = api.get_after(&format!("{all}&limit=200"), last).await;
+        assert_eq!(full.status, 200, "{}", full.body);
+        let expected: Vec<String> = full.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["slaBreached"] == json!(true))
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect();
+        let breached = format!("{all}&slaBreached=true");
+        assert_eq!(
+            ids_by_cursor(&api, &breached, last, 3).await,
+            expected,
+            "{breached}"
+        );
+        let first = api.get_after(&format!("{breached}&limit=2"), last).await;
+        assert_eq!(
+            first.body["meta"]["total"],
+            json!(expected.len()),
+            "{breached}"
+        );
+        let second = api
+            .get_after(&format!("{breached}&limit=2&page=2"), last)
+            .await;
+        let second: Vec<&str> = second.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap())
+            .collect();
+        let want: Vec<&str> = expected
+            .iter()
+            .skip(2)
+            .take(2)
+            .map(String::as_str)
+            .collect();
+        assert_eq!(second, want, "{breached}&page=2");
+    }
+    // The criticals of the two older scans (4 each) and the oldest highs (4), the
+    // confirmed one among them.
+    let all = api
+        .get_after("/api/v1/findings?slaBreached=true&limit=1", last)
+        .await;
+    assert_eq!(all.body["meta"]["total"], 12, "{}", all.body);
+    let confirmed = api
+        .get_after("/api/v1/findings?slaBreached=true&status=CONFIRMED", last)
+        .await;
+    assert_eq!(confirmed.body["meta"]["total"], 1, "{}", confirmed.body);
+}
+
 /// A worker for `projection` that has read the whole store. One catch-up can stop
 /// short: the ordered reader reads below the cluster-wide horizon, and a long
 /// transaction of a test running beside this one (in another database) holds it

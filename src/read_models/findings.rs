@@ -99,11 +99,14 @@ impl FindingFilter {
 
     /// Appends ` AND ...` for every filter set, on the columns of `source`.
     fn push_where(&self, q: &mut QueryBuilder<'_, Postgres>, now: DateTime<Utc>, source: Source) {
-        let (table, text_joined) = match source {
-            Source::Counters => ("", false),
+        let (table, text_joined, breaches_joined) = match source {
+            Source::Counters => ("", false, false),
             Source::View {
-                table, text_joined, ..
-            } => (table, text_joined),
+                table,
+                text_joined,
+                breaches_joined,
+                ..
+            } => (table, text_joined, breaches_joined),
         };
         for (column, values) in [
             ("severity", &self.severities),
@@ -126,7 +129,7 @@ impl FindingFilter {
         // the ids of a status, and of the open findings past their deadline, come from
         // finding_status. PostgreSQL joins them when they are few, and otherwise walks
         // finding_view in the page's order and probes finding_status for each row.
-        if self.statuses.is_some() || self.sla_breached {
+        if (self.statuses.is_some() || self.sla_breached) && !breaches_joined {
             q.push(format!(
                 " AND {table}id IN (SELECT id FROM finding_status WHERE tenant_id = "
             ))
@@ -183,11 +186,14 @@ enum Source<'a> {
     Counters,
     /// `finding_view` of `tenant`, its columns prefixed by `table` (`""`, or
     /// `"finding_view."` when the query joins another table); `text_joined` when
-    /// the query reads the search text from the `finding_text` it joins.
+    /// the query reads the search text from the `finding_text` it joins;
+    /// `breaches_joined` when it reads the breaches (and the statuses asked for)
+    /// from the `finding_status` it joins.
     View {
         tenant: Uuid,
         table: &'a str,
         text_joined: bool,
+        breaches_joined: bool,
     },
 }
 
@@ -282,10 +288,11 @@ impl Sort {
         self.0.last().is_some_and(|(_, d)| *d)
     }
 
-    /// Severity then first sighting, in one direction: the order of
-    /// `finding_text_sort_idx`, which a search can read instead of probing the text
-    /// of every finding in the order of `finding_view`.
-    fn follows_text_index(&self) -> bool {
+    /// Severity then first sighting, in one direction (the default order): the
+    /// order of `finding_text_sort_idx`, which a search can read instead of probing
+    /// the text of every finding in the order of `finding_view`, and of
+    /// `finding_status_open_sort_idx`, which the breaches can be read from likewise.
+    fn follows_sort_indexes(&self) -> bool {
         matches!(
             self.0.as_slice(),
             [(SortKey::Severity, a), (SortKey::FirstSeen, b)] if a == b
@@ -416,7 +423,8 @@ pub async fn page(
     page: &PageRequest,
     now: DateTime<Utc>,
 ) -> Result<Result<Vec<FindingRow>, String>, sqlx::Error> {
-    let search = filter.text.as_ref().filter(|_| sort.follows_text_index());
+    let search = filter.text.as_ref().filter(|_| sort.follows_sort_indexes());
+    let breaches = search.is_none() && filter.sla_breached && sort.follows_sort_indexes();
     // `table` qualifies the filters' columns, `sort_table` the sort keys'.
     let (mut q, table, sort_table) = match search {
         // The search reads `finding_text_sort_idx` in the page's order, the search
@@ -434,6 +442,37 @@ pub async fn page(
                 .push_bind(like_pattern(text));
             (q, "finding_view.", "finding_text.")
         }
+        // Breaches are rare among the most severe and newest findings, so walking
+        // finding_view in this order and probing each row's deadline took thousands
+        // of probes for a page. This reads `finding_status_open_sort_idx` in the
+        // page's order, the deadline beside each entry, and joins the rows past it;
+        // when there are few breaches, PostgreSQL takes them from the deadline index
+        // instead and sorts them.
+        None if breaches => {
+            let mut q = QueryBuilder::new(format!(
+                "SELECT {} FROM finding_status JOIN finding_view ON finding_view.id = finding_status.id \
+                 WHERE finding_status.tenant_id = ",
+                qualified(COLUMNS, "finding_view.")
+            ));
+            q.push_bind(tenant)
+                .push(" AND finding_view.tenant_id = ")
+                .push_bind(tenant)
+                .push(
+                    " AND finding_status.status IN ('OPEN', 'CONFIRMED') \
+                     AND finding_status.due_at < ",
+                )
+                .push_bind(now);
+            if let Some(statuses) = &filter.statuses {
+                push_in(&mut q, "finding_status.status", statuses);
+            }
+            // Also on finding_view's column (below); here it bounds the index walk.
+            if let Some(severities) = &filter.severities {
+                q.push(" AND finding_status.severity_rank = ANY(")
+                    .push_bind(ranks(severities))
+                    .push(")");
+            }
+            (q, "finding_view.", "finding_status.")
+        }
         None => {
             let mut q = QueryBuilder::new(format!(
                 "SELECT {COLUMNS} FROM finding_view WHERE tenant_id = "
@@ -449,6 +488,7 @@ pub async fn page(
             tenant,
             table,
             text_joined: search.is_some(),
+            breaches_joined: breaches,
         },
     );
     if let Some(after) = &page.after {
@@ -460,6 +500,16 @@ pub async fn page(
     q.push(" LIMIT ").push_bind(page.limit + 1);
     q.push(" OFFSET ").push_bind(page.offset());
     Ok(Ok(q.build_query_as::<FindingRow>().fetch_all(pool).await?))
+}
+
+/// The ranks of `severities`; a name that is no severity matches nothing, as it
+/// would in finding_view.
+fn ranks(severities: &[String]) -> Vec<i16> {
+    severities
+        .iter()
+        .filter_map(|s| s.parse::<Severity>().ok())
+        .map(|s| i16::from(s.rank()))
+        .collect()
 }
 
 /// `a, b` as `t.a, t.b`.
@@ -517,14 +567,8 @@ pub async fn total(
             push_in(&mut q, "status", statuses);
         }
         if let Some(severities) = &filter.severities {
-            // A name that is no severity matches nothing, as it would in finding_view.
-            let ranks: Vec<i16> = severities
-                .iter()
-                .filter_map(|s| s.parse::<Severity>().ok())
-                .map(|s| i16::from(s.rank()))
-                .collect();
             q.push(" AND severity_rank = ANY(")
-                .push_bind(ranks)
+                .push_bind(ranks(severities))
                 .push(")");
         }
         q
@@ -549,6 +593,7 @@ pub async fn total(
                 tenant,
                 table: "",
                 text_joined: false,
+                breaches_joined: false,
             },
         );
         q
@@ -571,11 +616,11 @@ mod tests {
             sort.order_by(""),
             "severity_rank DESC, first_seen DESC, id DESC"
         );
-        assert!(sort.follows_text_index());
+        assert!(sort.follows_sort_indexes());
         assert!(!Sort::parse(Some("-severity,firstSeen"))
             .unwrap()
-            .follows_text_index());
-        assert!(!Sort::parse(Some("dueAt")).unwrap().follows_text_index());
+            .follows_sort_indexes());
+        assert!(!Sort::parse(Some("dueAt")).unwrap().follows_sort_indexes());
     }
 
     #[test]

@@ -158,9 +158,10 @@ fn row_ctes(appending: bool) -> String {
               AS r(id, tenant_id, title, severity, cvss, cve, rule_id, asset, scanner, package, \
                    installed_version, fixed_version, location, status, first_seen, last_seen, \
                    resolved_at, due_at, risk_acceptance, tags, version) {view_upsert} \
-           RETURNING id, tenant_id, status, severity_rank, due_at), \
-         s AS (INSERT INTO finding_status AS s (id, tenant_id, status, severity_rank, due_at) \
-           SELECT id, tenant_id, status, severity_rank, due_at FROM v {status_upsert})"
+           RETURNING id, tenant_id, status, severity_rank, due_at, first_seen), \
+         s AS (INSERT INTO finding_status AS s \
+             (id, tenant_id, status, severity_rank, due_at, first_seen) \
+           SELECT id, tenant_id, status, severity_rank, due_at, first_seen FROM v {status_upsert})"
     )
 }
 
