@@ -25,6 +25,18 @@ macro_rules! fixture {
     };
 }
 
+/// A report of `tests/fixtures/reports` (see its README).
+macro_rules! more {
+    ($path:literal) => {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/reports/",
+            $path
+        ))
+        .expect(concat!("fixture ", $path))
+    };
+}
+
 const TENANT: Uuid = Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0001);
 
 fn read(bytes: &[u8], expected: ReportFormat) -> ParsedReport {
@@ -1019,4 +1031,198 @@ fn a_byte_order_mark_and_unknown_fields_are_tolerated() {
     assert_eq!(report.format, ReportFormat::Grype);
     assert_eq!(report.findings[0].location, None);
     assert_eq!(report.findings[0].severity, Severity::Low);
+}
+
+#[test]
+fn trivy_k8s_reports_of_either_age_read_every_resource_with_the_resource_in_the_location() {
+    let old = read(&more!("trivy/kubernetes.excerpt.json"), ReportFormat::Trivy);
+    let places: Vec<(&str, &str)> = old
+        .findings
+        .iter()
+        .map(|f| (f.cve.as_deref().unwrap(), f.location.as_deref().unwrap()))
+        .collect();
+    let image = "default/Deployment/redis-follower: \
+                 gcr.io/google_samples/gb-redis-follower:v2 (debian 10.4)";
+    assert_eq!(
+        places,
+        [("CVE-2020-27350", image), ("CVE-2011-3374", image)]
+    );
+    let apt = find(&old, "CVE-2020-27350", "apt");
+    assert_eq!(apt.severity, Severity::Medium);
+    assert_eq!(apt.cvss, Some(5.7));
+
+    let new = read(
+        &more!("trivy/kubernetes_cluster_scoped_resources.json"),
+        ReportFormat::Trivy,
+    );
+    let checks: Vec<(&str, &str, Severity)> = new
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.rule_id.as_deref().unwrap(),
+                f.location.as_deref().unwrap(),
+                f.severity,
+            )
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            (
+                "KSV113",
+                "ClusterRole/system:controller:bootstrap-signer:1",
+                Severity::Medium
+            ),
+            (
+                "KSV001",
+                "default/Deployment/redis-follower:132-143",
+                Severity::Medium
+            ),
+            (
+                "KSV111",
+                "ClusterRoleBinding/cluster-admin:1",
+                Severity::Low
+            ),
+        ]
+    );
+    assert_eq!(distinct_fingerprints(&new), 3);
+}
+
+#[test]
+fn trivy_licenses_are_findings_of_their_package_or_file() {
+    let report = read(&more!("trivy/license_scheme.json"), ReportFormat::Trivy);
+    assert_eq!(report.findings.len(), 19);
+    assert_eq!(distinct_fingerprints(&report), 19);
+    let count = |s: Severity| report.findings.iter().filter(|f| f.severity == s).count();
+    assert_eq!(
+        (
+            count(Severity::High),
+            count(Severity::Medium),
+            count(Severity::Low)
+        ),
+        (7, 1, 11)
+    );
+    let gpl = &report.findings[0];
+    assert_eq!(gpl.title, "License GPL-2.0 in alpine-baselayout");
+    assert_eq!(gpl.rule_id.as_deref(), Some("license:GPL-2.0"));
+    assert_eq!(gpl.package.as_deref(), Some("alpine-baselayout"));
+    assert_eq!(gpl.location.as_deref(), Some("OS Packages"));
+    assert_eq!(gpl.tags, ["license", "license:restricted"]);
+    let file = report
+        .findings
+        .iter()
+        .find(|f| f.location.as_deref() == Some("/etc/ssl/misc/CA.pl"))
+        .expect("the license of a loose file");
+    assert_eq!(file.title, "License OpenSSL in /etc/ssl/misc/CA.pl");
+    assert_eq!(file.package, None);
+    assert!(file
+        .description
+        .as_deref()
+        .unwrap()
+        .contains("https://spdx.org/licenses/OpenSSL.html"));
+}
+
+#[test]
+fn trivy_vendor_statuses_become_tags_and_not_affected_is_suppressed() {
+    let report = read(
+        &more!("trivy/all_statuses.excerpt.json"),
+        ReportFormat::Trivy,
+    );
+    assert_eq!(report.findings.len(), 8);
+    let by_id = |id: &str| {
+        report
+            .findings
+            .iter()
+            .find(|f| f.cve.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("{id}"))
+    };
+    let bash = by_id("CVE-2019-18276");
+    assert!(bash.suppressed);
+    assert_eq!(bash.tags, ["suppressed", "CWE-273", "not_affected"]);
+    for (id, tag) in [
+        ("CVE-2018-12697", "under_investigation"),
+        ("CVE-2018-12698", "will_not_fix"),
+        ("CVE-2018-12699", "fix_deferred"),
+        ("CVE-2018-12934", "end_of_life"),
+    ] {
+        let f = by_id(id);
+        assert!(!f.suppressed, "{id}");
+        assert!(f.tags.iter().any(|t| t == tag), "{id}: {:?}", f.tags);
+    }
+    for id in ["CVE-2011-3374", "TEMP-0841856-B18BAF", "CVE-2018-1000876"] {
+        let f = by_id(id);
+        assert!(
+            !f.suppressed && f.tags.iter().all(|t| t.starts_with("CWE-")),
+            "{id}: {:?}",
+            f.tags
+        );
+    }
+}
+
+#[test]
+fn a_nul_inside_a_reported_text_is_dropped() {
+    let report = read(
+        &more!("grype/fix_available.excerpt.json"),
+        ReportFormat::Grype,
+    );
+    let java = &report.findings[0];
+    assert_eq!(java.installed_version.as_deref(), Some("17.0.10+7-J-ms8m"));
+    assert!(!java.title.contains('\0'), "{}", java.title);
+}
+
+#[test]
+fn grype_sarif_rules_give_the_cve_or_ghsa_they_start_with() {
+    let report = read(&more!("sarif/cxf-3.4.6.excerpt.sarif"), ReportFormat::Sarif);
+    let ids: Vec<(&str, &str)> = report
+        .findings
+        .iter()
+        .map(|f| (f.cve.as_deref().unwrap(), f.rule_id.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (
+                "CVE-2008-0732",
+                "CVE-2008-0732-geronimo-j2ee-management_1.1_spec"
+            ),
+            (
+                "CVE-2011-5034",
+                "CVE-2011-5034-geronimo-j2ee-management_1.1_spec"
+            ),
+            (
+                "GHSA-57j2-w4cx-62h2",
+                "GHSA-57j2-w4cx-62h2-jackson-databind"
+            ),
+        ]
+    );
+    // Not an advisory id followed by a dash: no CVE.
+    let doc = |rule: &str| {
+        format!(
+            r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"t"}}}},
+               "results":[{{"ruleId":"{rule}","message":{{"text":"m"}}}}]}}]}}"#
+        )
+    };
+    for rule in [
+        "CVE-2008-07",
+        "CVE-2008-0732x",
+        "GHSA-57j2-w4cx-62h2x",
+        "XCVE-2008-0732",
+    ] {
+        let report = parse(doc(rule).as_bytes(), None).unwrap();
+        assert_eq!(report.findings[0].cve, None, "{rule}");
+    }
+}
+
+#[test]
+fn a_vex_about_the_boms_own_product_names_the_product() {
+    let report = read(
+        &more!("cyclonedx/vex-not-affected-product.json"),
+        ReportFormat::CycloneDx,
+    );
+    let f = &report.findings[0];
+    assert_eq!(f.cve.as_deref(), Some("CVE-2021-44228"));
+    assert_eq!(f.package.as_deref(), Some("ABC"));
+    assert_eq!(f.installed_version.as_deref(), Some("4.2"));
+    assert!(f.suppressed);
 }

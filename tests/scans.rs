@@ -368,6 +368,53 @@ async fn every_real_report_imports_with_the_expected_counts() {
     }
 }
 
+/// `tests/fixtures/reports` (see its README): shapes the shared reports do not cover.
+const MORE_FIXTURES: [(&str, u64); 7] = [
+    ("trivy/kubernetes.excerpt.json", 2),
+    ("trivy/kubernetes_cluster_scoped_resources.json", 3),
+    ("trivy/license_scheme.json", 19),
+    ("trivy/all_statuses.excerpt.json", 8),
+    // Its version string holds a NUL, which PostgreSQL cannot store.
+    ("grype/fix_available.excerpt.json", 1),
+    ("sarif/cxf-3.4.6.excerpt.sarif", 3),
+    ("cyclonedx/vex-not-affected-product.json", 1),
+];
+
+#[tokio::test]
+async fn kubernetes_license_status_nul_and_product_vex_reports_import_over_http() {
+    let app = common::spawn_app().await;
+    let client = analyst(&app).await;
+    for (fixture, expected) in MORE_FIXTURES {
+        let bytes = std::fs::read(format!(
+            "{}/tests/fixtures/reports/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture exists");
+        let body = client
+            .import(&format!("asset-{fixture}"), "scanner", bytes)
+            .await;
+        assert_eq!(
+            body["findings"],
+            json!({ "new": expected, "redetected": 0, "reopened": 0, "resolved": 0, "total": expected }),
+            "{fixture}"
+        );
+    }
+    let java: Value = client
+        .get("/api/v1/findings?asset=asset-grype/fix_available.excerpt.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = java["data"][0]["id"].as_str().expect("the java finding");
+    let detail: Value = client
+        .get(&format!("/api/v1/findings/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["installedVersion"], "17.0.10+7-J-ms8m", "{detail}");
+}
+
 #[tokio::test]
 async fn findings_are_redetected_resolved_when_missing_and_reopened_when_seen_again() {
     let app = common::spawn_app().await;

@@ -38,11 +38,18 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(Vec<ImportedFinding>, Option<String
         .metadata
         .as_ref()
         .and_then(|m| tool_name(m.tools.as_ref()?));
+    // The BOM's own subject: what a product's VEX says is affected. Read loosely, so
+    // that a subject we cannot use never refuses the report.
+    let subject: Option<Component> = bom
+        .metadata
+        .as_ref()
+        .and_then(|m| serde_json::from_value(m.component.clone()?).ok());
     let mut components = HashMap::new();
     index_components(
         bom.components.as_deref().unwrap_or_default(),
         &mut components,
     );
+    index_components(subject.as_slice(), &mut components);
 
     let mut findings = Vec::new();
     for vulnerability in bom.vulnerabilities.iter().flatten() {
@@ -82,6 +89,8 @@ impl<'de> Deserialize<'de> for BomFormat {
 struct Metadata {
     /// An array of tools in 1.4, `{components, services}` since 1.5: read loosely.
     tools: Option<serde_json::Value>,
+    /// The component the BOM describes.
+    component: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]

@@ -425,7 +425,8 @@ impl<'de> Deserialize<'de> for Root {
                             }
                         }
                         "matches" => keys.matches = Some(map.next_value()?),
-                        "SchemaVersion" => {
+                        // `trivy k8s` reports start with the cluster instead.
+                        "SchemaVersion" | "ClusterName" => {
                             map.next_value::<IgnoredAny>()?;
                             keys.schema_version = true;
                         }

@@ -67,8 +67,9 @@ impl ReportFormat {
         match self {
             ReportFormat::Sarif => "SARIF 2.1 log (an object with a \"runs\" array)",
             ReportFormat::Trivy => {
-                "Trivy JSON (an object with \"SchemaVersion\" and \"Results\", or the legacy \
-                 top-level array of {\"Target\", \"Vulnerabilities\"})"
+                "Trivy JSON (an object with \"SchemaVersion\" and \"Results\", a `trivy k8s` \
+                 report with \"ClusterName\", or the legacy top-level array of {\"Target\", \
+                 \"Vulnerabilities\"})"
             }
             ReportFormat::Grype => "Grype JSON (an object with a \"matches\" array)",
             ReportFormat::CycloneDx => {
@@ -341,6 +342,11 @@ fn tidy(value: Option<String>, max: usize) -> Option<String> {
 }
 
 fn tidy_required(value: &mut String, max: usize) {
+    // PostgreSQL stores no NUL in text or jsonb, and real reports carry them (Grype's
+    // binary matches read versions out of executables): dropped, not refused.
+    if value.contains('\0') {
+        value.retain(|c| c != '\0');
+    }
     let trimmed = value.trim();
     if trimmed.len() != value.len() {
         *value = trimmed.to_owned();
@@ -421,6 +427,23 @@ pub(crate) fn is_cve(id: &str) -> bool {
         && id[4..8].iter().all(u8::is_ascii_digit)
         && id[8] == b'-'
         && id[9..].iter().all(u8::is_ascii_digit)
+}
+
+/// The CVE or GitHub advisory id that `id` is or starts with, followed by `-` (Grype's
+/// SARIF rules are `CVE-2008-0732-geronimo-j2ee-management_1.1_spec`).
+pub(crate) fn advisory_prefix(id: &str) -> Option<&str> {
+    let id = id.trim();
+    let cve_end = id
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("CVE-"))
+        .and_then(|_| {
+            let digits = id.get(9..)?.bytes().take_while(u8::is_ascii_digit).count();
+            Some(9 + digits)
+        });
+    let end = cve_end.unwrap_or(19);
+    let candidate = id.get(..end)?;
+    let boundary = id.len() == end || id.as_bytes()[end] == b'-';
+    (boundary && (is_cve(candidate) || is_ghsa(candidate))).then_some(candidate)
 }
 
 /// Whether `id` is a GitHub advisory id (`GHSA-xxxx-xxxx-xxxx`), in any letter case.

@@ -26,7 +26,7 @@ use vulnledger_aggregates::Severity;
 
 use super::json::{self, LenientScore};
 use super::{
-    first_line, is_cve, is_ghsa, paragraphs, severity_for_score, valid_cvss, ImportError,
+    advisory_prefix, first_line, paragraphs, severity_for_score, valid_cvss, ImportError,
     ImportedFinding, ReportFormat,
 };
 
@@ -376,7 +376,7 @@ fn read_result(
     f.cvss = score;
     f.cve = rule_id
         .as_deref()
-        .filter(|id| is_cve(id) || is_ghsa(id))
+        .and_then(advisory_prefix)
         .map(str::to_owned);
     f.rule_id = rule_id;
     f.location = result

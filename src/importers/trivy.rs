@@ -1,8 +1,12 @@
-//! Trivy JSON: schema 2 (`{"SchemaVersion": 2, "Results": [...]}`) and the legacy top-level
-//! list of results (`[{"Target", "Vulnerabilities"}]`, Trivy before 0.20).
+//! Trivy JSON: schema 2 (`{"SchemaVersion": 2, "Results": [...]}`), the legacy top-level
+//! list of results (`[{"Target", "Vulnerabilities"}]`, Trivy before 0.20), and the reports
+//! of `trivy k8s` (`{"ClusterName", "Resources": [{"Namespace", "Kind", "Name", "Results"}]}`,
+//! or, before Trivy 0.36, the resources under `"Vulnerabilities"` and `"Misconfigurations"`).
 //!
 //! Each result (a `Target`: an OS, a lock file, a Dockerfile...) yields one finding per
-//! vulnerability, per failed misconfiguration check and per secret.
+//! vulnerability, per failed misconfiguration check, per secret and per license. In a
+//! Kubernetes report the resource leads the location (`default/Deployment/web: nginx:1.25
+//! (debian 12)`), so one image in two workloads is two findings, as it is two fixes.
 
 use std::collections::HashMap;
 
@@ -18,13 +22,48 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(Vec<ImportedFinding>, Option<String
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|&b| b == b'[');
-    let (results, tool) = if legacy {
+    // (where the result was found, the result): the place is the Kubernetes resource.
+    let (results, tool): (Vec<(Option<String>, TrivyResult)>, _) = if legacy {
         let results: Vec<Option<TrivyResult>> = json::from_slice(bytes, FORMAT)?;
-        (results.into_iter().flatten().collect(), None)
+        (
+            results.into_iter().flatten().map(|r| (None, r)).collect(),
+            None,
+        )
     } else {
         let report: Report = json::from_slice(bytes, FORMAT)?;
+        if report.schema_version.is_none() && report.cluster_name.is_none() {
+            return Err(ImportError::new(
+                Some(FORMAT),
+                super::WHOLE_DOCUMENT,
+                "missing field `SchemaVersion` (or `ClusterName`, for a report of `trivy k8s`)",
+            ));
+        }
         let version = report.trivy.and_then(|t| t.version);
-        (report.results.unwrap_or_default(), version)
+        let mut results: Vec<(Option<String>, TrivyResult)> = report
+            .results
+            .into_iter()
+            .flatten()
+            .map(|r| (None, r))
+            .collect();
+        for resource in [
+            report.resources,
+            report.vulnerabilities,
+            report.misconfigurations,
+        ]
+        .into_iter()
+        .flatten()
+        .flatten()
+        {
+            let place = resource.place();
+            results.extend(
+                resource
+                    .results
+                    .into_iter()
+                    .flatten()
+                    .map(|r| (place.clone(), r)),
+            );
+        }
+        (results, version)
     };
     let tool = Some(match tool {
         Some(version) => format!("Trivy {version}"),
@@ -33,15 +72,16 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(Vec<ImportedFinding>, Option<String
 
     let capacity = results
         .iter()
-        .map(|r| {
+        .map(|(_, r)| {
             r.vulnerabilities.as_ref().map_or(0, Vec::len)
                 + r.misconfigurations.as_ref().map_or(0, Vec::len)
                 + r.secrets.as_ref().map_or(0, Vec::len)
+                + r.licenses.as_ref().map_or(0, Vec::len)
         })
         .sum();
     let mut findings = Vec::with_capacity(capacity);
-    for result in results {
-        let target = result.target.unwrap_or_default();
+    for (place, result) in results {
+        let target = located(place.as_deref(), result.target.unwrap_or_default());
         for vulnerability in result.vulnerabilities.into_iter().flatten() {
             findings.push(vulnerability.into_finding(&target));
         }
@@ -53,19 +93,61 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(Vec<ImportedFinding>, Option<String
         for secret in result.secrets.into_iter().flatten() {
             findings.push(secret.into_finding(&target));
         }
+        for license in result.licenses.into_iter().flatten() {
+            findings.push(license.into_finding(&target));
+        }
     }
     Ok((findings, tool))
+}
+
+/// A result's location: its target, led by the Kubernetes resource it was found in
+/// unless the target already names it (misconfigurations of a resource have
+/// `Deployment/web` as their target).
+fn located(place: Option<&str>, target: String) -> String {
+    match place {
+        Some(place) if target.is_empty() || place.ends_with(target.as_str()) => place.to_owned(),
+        Some(place) => format!("{place}: {target}"),
+        None => target,
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Report {
-    /// Required (its value is not needed): it is what makes an object a Trivy report.
+    /// One of the two is required (their values are not needed): they are what makes an
+    /// object a Trivy report.
     #[allow(dead_code)]
-    schema_version: u64,
+    schema_version: Option<u64>,
+    cluster_name: Option<String>,
     results: Option<Vec<TrivyResult>>,
+    /// `trivy k8s` since 0.36: every resource with its results.
+    resources: Option<Vec<Resource>>,
+    /// `trivy k8s` before 0.36: the resources with vulnerabilities, and those with
+    /// misconfigurations, each with its results.
+    vulnerabilities: Option<Vec<Resource>>,
+    misconfigurations: Option<Vec<Resource>>,
     /// `{"Version": "0.56.2"}` in recent Trivy releases.
     trivy: Option<TrivyInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Resource {
+    namespace: Option<String>,
+    kind: Option<String>,
+    name: Option<String>,
+    results: Option<Vec<TrivyResult>>,
+}
+
+impl Resource {
+    /// `namespace/Kind/name` (cluster-scoped resources have no namespace).
+    fn place(&self) -> Option<String> {
+        let parts: Vec<&str> = [&self.namespace, &self.kind, &self.name]
+            .into_iter()
+            .filter_map(|p| p.as_deref().map(str::trim).filter(|p| !p.is_empty()))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("/"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -81,6 +163,7 @@ struct TrivyResult {
     vulnerabilities: Option<Vec<Vulnerability>>,
     misconfigurations: Option<Vec<Misconfiguration>>,
     secrets: Option<Vec<Secret>>,
+    licenses: Option<Vec<License>>,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +184,21 @@ struct Vulnerability {
     cwe_ids: Option<Vec<String>>,
     #[serde(rename = "CVSS")]
     cvss: Option<HashMap<String, VendorCvss>>,
+    /// The vendor's statement (Trivy 0.45+): affected, fixed, not_affected,
+    /// will_not_fix, fix_deferred, end_of_life, under_investigation or unknown.
+    status: Option<String>,
 }
+
+/// Statuses kept as a tag: what the vendor decided about the vulnerability. (`fixed`
+/// means a fixed version exists, not that this one is fixed; `affected` and `unknown`
+/// say nothing more than the finding does.)
+const STATUS_TAGS: [&str; 5] = [
+    "not_affected",
+    "will_not_fix",
+    "fix_deferred",
+    "end_of_life",
+    "under_investigation",
+];
 
 #[derive(Deserialize)]
 struct VendorCvss {
@@ -133,6 +230,16 @@ impl Vulnerability {
         f.fixed_version = self.fixed_version;
         f.location = Some(target.to_owned());
         f.tags = self.cwe_ids.unwrap_or_default();
+        if let Some(status) = self.status.as_deref().map(str::trim) {
+            if let Some(tag) = STATUS_TAGS
+                .into_iter()
+                .find(|t| t.eq_ignore_ascii_case(status))
+            {
+                f.tags.push(tag.to_owned());
+                // What a VEX `not_affected` means in CycloneDX, said by the vendor here.
+                f.suppressed = tag == "not_affected";
+            }
+        }
         f
     }
 
@@ -272,6 +379,50 @@ impl Secret {
         f.location = Some(location);
         f.description = Some(description);
         f.tags = vec!["secret".to_owned()];
+        f
+    }
+}
+
+/// A license Trivy classified (`--scanners license`): of a package, or found in a file.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct License {
+    name: Option<String>,
+    /// forbidden, restricted, reciprocal, notice, permissive, unencumbered or unknown.
+    category: Option<String>,
+    severity: Option<TrivySeverity>,
+    pkg_name: Option<String>,
+    file_path: Option<String>,
+    link: Option<String>,
+}
+
+impl License {
+    fn into_finding(self, target: &str) -> ImportedFinding {
+        let severity = self.severity.map_or(Severity::Info, |s| s.0);
+        let nonblank = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let name = nonblank(self.name).unwrap_or_else(|| "unknown".to_owned());
+        let package = nonblank(self.pkg_name);
+        let file = nonblank(self.file_path);
+        let category = nonblank(self.category);
+        let title = match (&package, &file) {
+            (Some(package), _) => format!("License {name} in {package}"),
+            (None, Some(file)) => format!("License {name} in {file}"),
+            (None, None) => format!("License {name}"),
+        };
+        let classified = category
+            .as_deref()
+            .map(|c| format!("Trivy classifies the license {name} as {c}."));
+        let reference = nonblank(self.link).map(|l| format!("Reference: {l}"));
+        let mut f = ImportedFinding::new(title, severity);
+        f.description = paragraphs([classified.as_deref(), reference.as_deref()]);
+        f.rule_id = Some(format!("license:{name}"));
+        f.package = package;
+        // A license found in a file has the file; one of a package has the result's
+        // target ("OS Packages", a lock file).
+        f.location = Some(file.unwrap_or_else(|| target.to_owned()));
+        f.tags = std::iter::once("license".to_owned())
+            .chain(category.map(|c| format!("license:{c}")))
+            .collect();
         f
     }
 }
