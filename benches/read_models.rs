@@ -973,6 +973,10 @@ async fn queries(
             "first page, slaBreached=true".into(),
             Request::list(&[("slaBreached", "true")]),
         ),
+        (
+            "first page, asset=<largest asset>&slaBreached=true".into(),
+            Request::list(&[("asset", asset.as_str()), ("slaBreached", "true")]),
+        ),
     ];
     let offset_page = deep(total_pages(all));
     kinds.push((

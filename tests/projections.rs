@@ -336,6 +336,9 @@ async fn breached_findings_come_in_the_order_and_pages_of_the_full_list() {
         ("", "severity=CRITICAL,MEDIUM"),
         ("", "status=CONFIRMED"),
         ("", "status=OPEN&severity=CRITICAL"),
+        // Filters finding_status cannot tell: through finding_view's indexes.
+        ("", "asset=api:old"),
+        ("", "asset=api:mid&severity=CRITICAL"),
         ("sort=dueAt", ""),
     ] {
         let all = format!("/api/v1/findings?{sort}&{filter}");

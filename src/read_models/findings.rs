@@ -424,7 +424,11 @@ pub async fn page(
     now: DateTime<Utc>,
 ) -> Result<Result<Vec<FindingRow>, String>, sqlx::Error> {
     let search = filter.text.as_ref().filter(|_| sort.follows_sort_indexes());
-    let breaches = search.is_none() && filter.sla_breached && sort.follows_sort_indexes();
+    // Only when finding_status can tell every row of the page itself: with a filter on
+    // finding_view's columns (an asset, say) the walk would probe finding_view for
+    // thousands of breaches of other assets (1 s for the largest asset of a million
+    // findings, against 1.8 ms through finding_view's asset index).
+    let breaches = filter.breaches_only() && sort.follows_sort_indexes();
     // `table` qualifies the filters' columns, `sort_table` the sort keys'.
     let (mut q, table, sort_table) = match search {
         // The search reads `finding_text_sort_idx` in the page's order, the search
