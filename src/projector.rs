@@ -129,9 +129,9 @@ impl Consumer for ProjectionConsumer {
                     projection = projection.name(),
                     "projection far behind the store; rebuilding it instead of catching up"
                 );
-                Ok(crate::rebuild::rebuild(pool, projection.clone(), |_| {})
-                    .await?
-                    .checkpoint)
+                let rebuilt = crate::rebuild::rebuild(pool, projection.clone(), |_| {}).await?;
+                vacuum_later(pool, projection.clone());
+                Ok(rebuilt.checkpoint)
             }
             Some(stale) => {
                 tracing::warn!(
@@ -142,6 +142,7 @@ impl Consumer for ProjectionConsumer {
                 );
                 reset(pool, projection.as_ref()).await?;
                 let rebuilt = crate::rebuild::rebuild(pool, projection.clone(), |_| {}).await?;
+                vacuum_later(pool, projection.clone());
                 tracing::info!(
                     projection = projection.name(),
                     events = rebuilt.checkpoint.events,
@@ -155,9 +156,9 @@ impl Consumer for ProjectionConsumer {
                 if !far_behind(pool, &at).await? {
                     return Ok(at);
                 }
-                Ok(crate::rebuild::rebuild(pool, projection.clone(), |_| {})
-                    .await?
-                    .checkpoint)
+                let rebuilt = crate::rebuild::rebuild(pool, projection.clone(), |_| {}).await?;
+                vacuum_later(pool, projection.clone());
+                Ok(rebuilt.checkpoint)
             }
         }
     }
@@ -212,6 +213,26 @@ impl Consumer for ProjectionConsumer {
             (at, events) = (stored.unwrap_or(at), fresh);
         }
     }
+}
+
+/// [`crate::rebuild::vacuum`] in the background: the worker goes on meanwhile.
+fn vacuum_later(pool: &PgPool, projection: Arc<dyn Projection>) {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        match crate::rebuild::vacuum(&pool, projection.as_ref()).await {
+            Ok(took) => tracing::info!(
+                projection = projection.name(),
+                seconds = took.as_secs_f64(),
+                "rebuilt tables vacuumed"
+            ),
+            // Autovacuum gets to them later; only index-only scans are slower meanwhile.
+            Err(e) => tracing::warn!(
+                projection = projection.name(),
+                error = %e,
+                "cannot vacuum the rebuilt tables"
+            ),
+        }
+    });
 }
 
 /// Events behind past which a starting worker rebuilds rather than catches up.

@@ -473,4 +473,20 @@ async fn projections_rebuild_refuses_unknown_names_and_index_memory_before_writi
     );
     assert_eq!(count(&db.pool, "finding_view").await, 200);
     assert_eq!(shadow_schemas(&db.pool).await, 0);
+    // Vacuumed before the command returns: index-only scans read no table pages.
+    assert!(
+        stdout(&rebuilt).contains("findings: tables vacuumed in"),
+        "{}",
+        stdout(&rebuilt)
+    );
+    let (pages, visible): (i32, i32) = sqlx::query_as(
+        "SELECT relpages, relallvisible FROM pg_class WHERE oid = 'public.finding_status'::regclass",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        pages > 0 && visible == pages,
+        "{visible} of {pages} pages all-visible"
+    );
 }
