@@ -572,7 +572,6 @@ fn sarif_security_severity_wins_over_level_and_thresholds_follow_cvss_bands() {
         ("4.0", Severity::Medium),
         ("3.9", Severity::Low),
         ("0.1", Severity::Low),
-        ("0.0", Severity::Info),
     ] {
         let rule_props = format!(r#""security-severity":"{score}""#);
         assert_eq!(
@@ -581,6 +580,11 @@ fn sarif_security_severity_wins_over_level_and_thresholds_follow_cvss_bands() {
             "rule security-severity {score}"
         );
     }
+    // "0.0" is what Trivy writes when it has no score: the level stands (note: LOW).
+    assert_eq!(
+        read("", r#""security-severity":"0.0""#, ""),
+        (Severity::Low, None)
+    );
     // On the result it wins over the rule's, and as a number too.
     assert_eq!(
         read(
@@ -598,11 +602,12 @@ fn sarif_security_severity_wins_over_level_and_thresholds_follow_cvss_bands() {
         (Severity::Medium, None)
     );
     assert_eq!(read("", "", r#","level":"none""#), (Severity::Info, None));
-    // A score that is not one is ignored rather than failing the report.
+    // A label is a severity without a score (GitLab's Semgrep rules write them).
     assert_eq!(
         read("", r#""security-severity":"high""#, ""),
-        (Severity::Low, None)
+        (Severity::High, None)
     );
+    // A score that is not one is ignored rather than failing the report.
     assert_eq!(
         read("", r#""security-severity":"42""#, ""),
         (Severity::Low, None)
@@ -1225,4 +1230,127 @@ fn a_vex_about_the_boms_own_product_names_the_product() {
     assert_eq!(f.package.as_deref(), Some("ABC"));
     assert_eq!(f.installed_version.as_deref(), Some("4.2"));
     assert!(f.suppressed);
+}
+
+#[test]
+fn grype_sarif_names_the_package_after_the_advisory_in_its_rule_ids() {
+    let report = read(
+        &more!("sarif/grype-image.golden.sarif"),
+        ReportFormat::Sarif,
+    );
+    let found: Vec<(&str, &str, Severity)> = report
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.cve.as_deref().unwrap(),
+                f.package.as_deref().unwrap(),
+                f.severity,
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("CVE-1999-0001", "package-1", Severity::Medium),
+            ("CVE-1999-0002", "package-2", Severity::Low),
+        ]
+    );
+}
+
+/// A result in the shape Trivy's SARIF writer gives a vulnerability (its
+/// `pkg/report/sarif.go`): the rule is the advisory, shared by every package that has
+/// it; the package is only in the texts; `security-severity` is the V3 score of the
+/// severity's source, "0.0" when that source has none.
+fn trivy_sarif_result(package: &str, version: &str, score: &str, level: &str) -> String {
+    format!(
+        r#"{{"ruleId":"CVE-2011-3374","ruleIndex":0,"level":"{level}",
+            "message":{{"text":"Package: {package}\nInstalled Version: {version}\nVulnerability CVE-2011-3374"}},
+            "properties":{{"security-severity":"{score}"}},
+            "locations":[{{"message":{{"text":"library/debian: {package}@{version}"}},
+              "physicalLocation":{{"artifactLocation":{{"uri":"library/debian","uriBaseId":"ROOTPATH"}},
+              "region":{{"startLine":1,"endLine":1}}}}}}]}}"#
+    )
+}
+
+fn trivy_sarif(results: &[String]) -> Vec<u8> {
+    format!(
+        r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"Trivy","rules":[
+            {{"id":"CVE-2011-3374","defaultConfiguration":{{"level":"note"}}}}]}}}},
+            "results":[{}]}}]}}"#,
+        results.join(",")
+    )
+    .into_bytes()
+}
+
+#[test]
+fn trivy_sarif_keeps_one_advisory_in_two_packages_apart_and_ignores_a_zero_score() {
+    let report = read(
+        &trivy_sarif(&[
+            trivy_sarif_result("apt", "1.8.2", "3.7", "note"),
+            trivy_sarif_result("libapt-pkg5.0", "1.8.2", "3.7", "note"),
+            trivy_sarif_result("@babel/core", "7.0.0", "0.0", "error"),
+        ]),
+        ReportFormat::Sarif,
+    );
+    let found: Vec<(&str, &str, Severity, Option<f64>)> = report
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.package.as_deref().unwrap(),
+                f.installed_version.as_deref().unwrap(),
+                f.severity,
+                f.cvss,
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("apt", "1.8.2", Severity::Low, Some(3.7)),
+            ("libapt-pkg5.0", "1.8.2", Severity::Low, Some(3.7)),
+            // "0.0" is no score: the level stands (error is HIGH).
+            ("@babel/core", "7.0.0", Severity::High, None),
+        ]
+    );
+    assert_eq!(distinct_fingerprints(&report), 3);
+}
+
+#[test]
+fn a_security_severity_label_sets_the_severity() {
+    let doc = |severity: &str| {
+        format!(
+            r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"Semgrep OSS","rules":[
+                {{"id":"open-redirect","defaultConfiguration":{{"level":"error"}},
+                  "properties":{{"security-severity":{severity}}}}}]}}}},
+                "results":[{{"ruleId":"open-redirect","message":{{"text":"m"}}}}]}}]}}"#
+        )
+    };
+    for (given, severity, cvss) in [
+        (r#""CRITICAL""#, Severity::Critical, None),
+        (r#""Medium""#, Severity::Medium, None),
+        (r#""9.1""#, Severity::Critical, Some(9.1)),
+        (r#"4"#, Severity::Medium, Some(4.0)),
+        // Not a score or a label: the rule's level (error is HIGH).
+        (r#""soon""#, Severity::High, None),
+        (r#"true"#, Severity::High, None),
+    ] {
+        let report = parse(doc(given).as_bytes(), None).unwrap();
+        let f = &report.findings[0];
+        assert_eq!((f.severity, f.cvss), (severity, cvss), "{given}");
+    }
+}
+
+#[test]
+fn a_rule_index_into_a_component_without_rules_falls_back_on_the_rule_id() {
+    let report = read(
+        &more!("sarif/codeql-cli-2.0-no-rules.sarif"),
+        ReportFormat::Sarif,
+    );
+    assert_eq!(report.findings.len(), 2);
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.rule_id.as_deref() == Some("js/unused-local-variable")));
 }

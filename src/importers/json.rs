@@ -485,48 +485,6 @@ where
     })
 }
 
-/// A score in a free-form property bag (e.g. SARIF `security-severity`): a number or a numeric
-/// string. Anything else reads as absent instead of failing the report, because property bags
-/// are not standardized.
-pub(crate) struct LenientScore(pub Option<f64>);
-
-impl<'de> Deserialize<'de> for LenientScore {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ScoreVisitor;
-        impl<'de> Visitor<'de> for ScoreVisitor {
-            type Value = LenientScore;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a score")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientScore, E> {
-                Ok(LenientScore(v.trim().parse().ok()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientScore, E> {
-                Ok(LenientScore(Some(v as f64)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientScore, E> {
-                Ok(LenientScore(Some(v as f64)))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LenientScore, E> {
-                Ok(LenientScore(Some(v)))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<LenientScore, E> {
-                Ok(LenientScore(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<LenientScore, E> {
-                Ok(LenientScore(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LenientScore, A::Error> {
-                IgnoredAny.visit_seq(seq).map(|_| LenientScore(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LenientScore, A::Error> {
-                IgnoredAny.visit_map(map).map(|_| LenientScore(None))
-            }
-        }
-        deserializer.deserialize_any(ScoreVisitor)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Deserializer};
 use vulnledger_aggregates::Severity;
 
-use super::json::{self, LenientScore};
+use super::json;
 use super::{
     advisory_prefix, first_line, paragraphs, severity_for_score, valid_cvss, ImportError,
     ImportedFinding, ReportFormat,
@@ -109,8 +109,54 @@ struct MessageString {
 #[derive(Deserialize)]
 struct Properties {
     #[serde(rename = "security-severity")]
-    security_severity: Option<LenientScore>,
+    security_severity: Option<SecuritySeverity>,
     tags: Option<Vec<String>>,
+}
+
+/// GitHub's `security-severity`: a CVSS-like score ("7.5", or a number), or, from
+/// some rule packs (GitLab's for Semgrep), a label ("CRITICAL"). Anything else is
+/// ignored, as is a score of 0: Trivy writes "0.0" whenever its severity source has
+/// no CVSS v3 score, for a HIGH as for a LOW.
+enum SecuritySeverity {
+    Score(f64),
+    Label(Severity),
+    Unusable,
+}
+
+impl<'de> Deserialize<'de> for SecuritySeverity {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let score = match &value {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => match s.trim().parse::<f64>() {
+                Ok(score) => Some(score),
+                Err(_) => {
+                    return Ok(label_severity(s).map_or(Self::Unusable, Self::Label));
+                }
+            },
+            _ => None,
+        };
+        Ok(score
+            .and_then(valid_cvss)
+            .filter(|&s| s > 0.0)
+            .map_or(Self::Unusable, Self::Score))
+    }
+}
+
+fn label_severity(label: &str) -> Option<Severity> {
+    [
+        ("critical", Severity::Critical),
+        ("high", Severity::High),
+        ("medium", Severity::Medium),
+        ("moderate", Severity::Medium),
+        ("low", Severity::Low),
+        ("info", Severity::Info),
+        ("informational", Severity::Info),
+        ("none", Severity::Info),
+    ]
+    .into_iter()
+    .find(|(name, _)| name.eq_ignore_ascii_case(label.trim()))
+    .map(|(_, severity)| severity)
 }
 
 #[derive(Deserialize)]
@@ -152,6 +198,9 @@ struct Message {
 struct Location {
     physical_location: Option<PhysicalLocation>,
     logical_locations: Option<Vec<LogicalLocation>>,
+    /// Trivy says which package a location is about here: `library/debian: apt@1.8.2`.
+    /// Read loosely: only its text is used.
+    message: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -256,14 +305,19 @@ fn read_result(
                 )
             })?,
     };
+    let component_rules = component.rules.as_deref().unwrap_or_default();
     let explicit_index = result
         .rule
         .as_ref()
         .and_then(|r| r.index)
         .map(|i| (i, "/rule/index"))
         .or(result.rule_index.map(|i| (i, "/ruleIndex")))
-        .filter(|&(i, _)| i >= 0); // -1 is SARIF's "not given"
-    let component_rules = component.rules.as_deref().unwrap_or_default();
+        .filter(|&(i, _)| i >= 0) // -1 is SARIF's "not given"
+        // A component that lists no rules cannot be pointed into: CodeQL CLI 2.0 and
+        // LGTM wrote `"rules": []` with `"ruleIndex": 0` on every result. The
+        // result's own rule id stands. An index past a list that has rules is an
+        // error, below.
+        .filter(|_| !component_rules.is_empty());
     let declared_id = result
         .rule_id
         .as_deref()
@@ -294,18 +348,23 @@ fn read_result(
         .or_else(|| rule.and_then(|r| r.id.clone()));
 
     // Severity and score.
-    let score = result
-        .properties
-        .as_ref()
-        .and_then(|p| p.security_severity.as_ref())
-        .and_then(|s| s.0)
-        .and_then(valid_cvss)
-        .or_else(|| {
-            rule.and_then(|r| r.properties.as_ref())
-                .and_then(|p| p.security_severity.as_ref())
-                .and_then(|s| s.0)
-                .and_then(valid_cvss)
-        });
+    // The result's own security-severity, else its rule's.
+    let stated = [
+        result.properties.as_ref(),
+        rule.and_then(|r| r.properties.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| p.security_severity.as_ref())
+    .find(|s| !matches!(s, SecuritySeverity::Unusable));
+    let score = match stated {
+        Some(SecuritySeverity::Score(score)) => Some(*score),
+        _ => None,
+    };
+    let label = match stated {
+        Some(SecuritySeverity::Label(severity)) => Some(*severity),
+        _ => None,
+    };
     let failing = kind.is_none_or(|k| k.eq_ignore_ascii_case("fail"));
     let level = result
         .level
@@ -315,7 +374,11 @@ fn read_result(
                 .flatten()
         })
         .unwrap_or(if failing { Level::Warning } else { Level::None });
-    let severity = score.map_or(level.severity(), severity_for_score);
+    let severity = match (score, label) {
+        (Some(score), _) => severity_for_score(score),
+        (None, Some(label)) => label,
+        (None, None) => level.severity(),
+    };
 
     // Texts.
     let message = result
@@ -378,6 +441,20 @@ fn read_result(
         .as_deref()
         .and_then(advisory_prefix)
         .map(str::to_owned);
+    // Scanners of images put the package where SARIF has no field for it; without
+    // it, one advisory in two packages of an image (libc6 and libc-bin) would be one
+    // finding. Grype: the rule id is `<advisory>-<package>`. Trivy: the location's
+    // message is `<target>: <package>@<version>`.
+    let first_location = result.locations.as_deref().and_then(|l| l.first());
+    if let Some((package, version)) = first_location.and_then(package_of_location) {
+        f.package = Some(package);
+        f.installed_version = version;
+    } else if let (Some(rule), Some(cve)) = (rule_id.as_deref(), f.cve.as_deref()) {
+        let rest = rule.trim()[cve.len()..].trim_start_matches('-');
+        if !rest.is_empty() {
+            f.package = Some(rest.to_owned());
+        }
+    }
     f.rule_id = rule_id;
     f.location = result
         .locations
@@ -388,6 +465,33 @@ fn read_result(
     f.tags = tags;
     f.suppressed = suppressed;
     Ok(Some(f))
+}
+
+/// `(package, version)` from a location's message of the form
+/// `<uri>: <package>@<version>`, where `<uri>` is the location's own artifact
+/// (Trivy's SARIF writer; any other message is left alone).
+fn package_of_location(location: &Location) -> Option<(String, Option<String>)> {
+    let text = location.message.as_ref()?.get("text")?.as_str()?;
+    let uri = location
+        .physical_location
+        .as_ref()?
+        .artifact_location
+        .as_ref()?
+        .uri
+        .as_deref()?;
+    let named = text.strip_prefix(uri)?.strip_prefix(": ")?.trim();
+    // A scoped npm name starts with `@`: the version follows the last one.
+    let (package, version) = match named.rsplit_once('@') {
+        Some((package, version)) if !package.is_empty() => (package, Some(version)),
+        _ => (named, None),
+    };
+    let valid = !package.is_empty() && !package.contains(char::is_whitespace);
+    valid.then(|| {
+        (
+            package.to_owned(),
+            version.filter(|v| !v.is_empty()).map(str::to_owned),
+        )
+    })
 }
 
 /// "uri:startLine" of the physical location (the uri found through `artifacts` when only its
