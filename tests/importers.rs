@@ -1354,3 +1354,27 @@ fn a_rule_index_into_a_component_without_rules_falls_back_on_the_rule_id() {
         .iter()
         .all(|f| f.rule_id.as_deref() == Some("js/unused-local-variable")));
 }
+
+#[test]
+fn a_vulnerability_trivy_suppressed_by_vex_is_kept_as_suppressed() {
+    let report = read(
+        &more!("trivy/npm-with-suppressed.golden.json"),
+        ReportFormat::Trivy,
+    );
+    let found: Vec<(&str, bool)> = report
+        .findings
+        .iter()
+        .map(|f| (f.cve.as_deref().unwrap(), f.suppressed))
+        .collect();
+    assert_eq!(found, [("CVE-2017-20165", false), ("CVE-2017-16137", true)]);
+    let vex = &report.findings[1];
+    assert_eq!(vex.package.as_deref(), Some("debug"));
+    assert_eq!(vex.severity, Severity::Low);
+    for tag in [
+        "suppressed",
+        "not_affected",
+        "vulnerable_code_not_in_execute_path",
+    ] {
+        assert!(vex.tags.iter().any(|t| t == tag), "{tag}: {:?}", vex.tags);
+    }
+}

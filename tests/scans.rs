@@ -369,8 +369,11 @@ async fn every_real_report_imports_with_the_expected_counts() {
 }
 
 /// `tests/fixtures/reports` (see its README): shapes the shared reports do not cover.
-const MORE_FIXTURES: [(&str, u64); 7] = [
+const MORE_FIXTURES: [(&str, u64); 9] = [
     ("trivy/kubernetes.excerpt.json", 2),
+    // One of the two suppressed by a VEX document: kept, as suppressed.
+    ("trivy/npm-with-suppressed.golden.json", 2),
+    ("sarif/grype-image.golden.sarif", 2),
     ("trivy/kubernetes_cluster_scoped_resources.json", 3),
     ("trivy/license_scheme.json", 19),
     ("trivy/all_statuses.excerpt.json", 8),

@@ -96,6 +96,13 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(Vec<ImportedFinding>, Option<String
         for license in result.licenses.into_iter().flatten() {
             findings.push(license.into_finding(&target));
         }
+        findings.extend(
+            result
+                .experimental_modified_findings
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.into_finding(&target)),
+        );
     }
     Ok((findings, tool))
 }
@@ -164,6 +171,55 @@ struct TrivyResult {
     misconfigurations: Option<Vec<Misconfiguration>>,
     secrets: Option<Vec<Secret>>,
     licenses: Option<Vec<License>>,
+    /// What a VEX document or an ignore policy suppressed (`--show-suppressed`):
+    /// kept as suppressed findings, as a CycloneDX VEX's are, rather than missing
+    /// from the report as if fixed.
+    experimental_modified_findings: Option<Vec<Modified>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Modified {
+    /// vulnerability, misconfiguration, secret or license.
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    /// not_affected, fixed, under_investigation... (from the VEX), or ignored.
+    status: Option<String>,
+    /// The VEX justification, e.g. vulnerable_code_not_in_execute_path.
+    statement: Option<String>,
+    /// The finding in its usual shape; read loosely, as the field is experimental.
+    finding: Option<serde_json::Value>,
+}
+
+impl Modified {
+    fn into_finding(self, target: &str) -> Option<ImportedFinding> {
+        let finding = self.finding?;
+        let kind = self.kind.as_deref().map(str::trim).unwrap_or_default();
+        let mut f = if kind.eq_ignore_ascii_case("vulnerability") {
+            serde_json::from_value::<Vulnerability>(finding)
+                .ok()?
+                .into_finding(target)
+        } else if kind.eq_ignore_ascii_case("misconfiguration") {
+            serde_json::from_value::<Misconfiguration>(finding)
+                .ok()?
+                .into_finding(target)
+        } else if kind.eq_ignore_ascii_case("secret") {
+            serde_json::from_value::<Secret>(finding)
+                .ok()?
+                .into_finding(target)
+        } else if kind.eq_ignore_ascii_case("license") {
+            serde_json::from_value::<License>(finding)
+                .ok()?
+                .into_finding(target)
+        } else {
+            return None;
+        };
+        f.suppressed = true;
+        // Tags are a set once normalized: repeats go there.
+        f.tags
+            .extend([self.status, self.statement].into_iter().flatten());
+        Some(f)
+    }
 }
 
 #[derive(Deserialize)]
