@@ -318,16 +318,7 @@ async fn breached_findings_come_in_the_order_and_pages_of_the_full_list() {
         )
         .await;
     let id = high.body["data"][0]["id"].as_str().unwrap().to_owned();
-    let confirmed = api
-        .send(
-            Method::PATCH,
-            &format!("/api/v1/findings/{id}/status"),
-            Some("\"1\""),
-            json!({ "status": "CONFIRMED" }),
-        )
-        .await;
-    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
-    let last = confirmed.position();
+    let last = api.confirm(&id).await.position();
 
     for (sort, filter) in [
         ("", ""),

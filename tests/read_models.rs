@@ -37,18 +37,19 @@ async fn pages_of(api: &Api<'_>, path: &str, position: i64, limit: usize) -> Vec
     }
 }
 
-/// Moves a finding that has seen no triage yet (version 1) from OPEN to CONFIRMED.
-async fn confirm(api: &Api<'_>, id: &str) -> common::api::Answer {
-    let confirmed = api
-        .send(
-            Method::PATCH,
-            &format!("/api/v1/findings/{id}/status"),
-            Some("\"1\""),
-            json!({ "status": "CONFIRMED" }),
-        )
-        .await;
-    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
-    confirmed
+/// A native report of HIGH findings in zlib, one per title.
+fn zlib_report(titles: &[&str]) -> Vec<u8> {
+    let findings: Vec<Value> = titles
+        .iter()
+        .map(|t| json!({ "title": t, "severity": "HIGH", "package": "zlib" }))
+        .collect();
+    serde_json::to_vec(&json!({ "findings": findings })).unwrap()
+}
+
+/// `meta.total` of a list answer that must be a 200.
+fn total(answer: &common::api::Answer) -> i64 {
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body["meta"]["total"].as_i64().unwrap()
 }
 
 #[tokio::test]
@@ -275,7 +276,7 @@ async fn triage_and_a_second_scan_move_every_counter() {
         )
         .await;
     assert_eq!(fp.status, 200, "{}", fp.body);
-    confirm(&api, &alpha).await;
+    api.confirm(&alpha).await;
     // bravo disappears from the next report: auto-resolved.
     let second = api
         .import("api:1", "native", native(&[("alpha", "CRITICAL")]))
@@ -536,7 +537,7 @@ async fn triage_rewrites_the_row_but_not_its_search_text() {
         versions("finding_text").await,
     );
 
-    let confirmed = confirm(&api, &id).await;
+    let confirmed = api.confirm(&id).await;
     let found = api
         .get_after("/api/v1/findings?q=zlib", confirmed.position())
         .await;
@@ -564,22 +565,11 @@ async fn a_search_total_follows_new_findings_through_triage_and_other_tenants() 
     let app = common::spawn_app().await;
     let session = app.signed_in("acme", Role::Admin).await;
     let api = Api::new(&app, &session);
-    let findings = |titles: &[&str]| {
-        let findings: Vec<Value> = titles
-            .iter()
-            .map(|t| json!({ "title": t, "severity": "HIGH", "package": "zlib" }))
-            .collect();
-        serde_json::to_vec(&json!({ "findings": findings })).unwrap()
-    };
-    let total = |answer: &common::api::Answer| {
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.body["meta"]["total"].as_i64().unwrap()
-    };
     let imported = api
         .import(
             "api:1",
             "native",
-            findings(&["heap overflow", "integer overflow"]),
+            zlib_report(&["heap overflow", "integer overflow"]),
         )
         .await;
     let first = api
@@ -589,7 +579,7 @@ async fn a_search_total_follows_new_findings_through_triage_and_other_tenants() 
 
     // Triage moves the projection but adds no finding: the same total.
     let id = first.body["data"][0]["id"].as_str().unwrap().to_owned();
-    let confirmed = confirm(&api, &id).await;
+    let confirmed = api.confirm(&id).await;
     let after_triage = api
         .get_after("/api/v1/findings?q=zlib", confirmed.position())
         .await;
@@ -598,7 +588,7 @@ async fn a_search_total_follows_new_findings_through_triage_and_other_tenants() 
     // Another tenant's matching findings are not this tenant's.
     let other = app.signed_in("globex", Role::Admin).await;
     let elsewhere = Api::new(&app, &other)
-        .import("api:1", "native", findings(&["use after free"]))
+        .import("api:1", "native", zlib_report(&["use after free"]))
         .await;
     let unchanged = api
         .get_after("/api/v1/findings?q=zlib", elsewhere.position())
@@ -610,7 +600,7 @@ async fn a_search_total_follows_new_findings_through_triage_and_other_tenants() 
         .import(
             "api:2",
             "native",
-            findings(&["heap overflow", "double free"]),
+            zlib_report(&["heap overflow", "double free"]),
         )
         .await;
     let grown = api
@@ -631,25 +621,14 @@ async fn a_tenants_cached_answers_outlive_other_tenants_writes_but_not_its_own()
     let api = Api::new(&app, &session);
     let other = app.signed_in("globex", Role::Admin).await;
     let elsewhere = Api::new(&app, &other);
-    let native = |titles: &[&str]| {
-        let findings: Vec<Value> = titles
-            .iter()
-            .map(|t| json!({ "title": t, "severity": "HIGH", "package": "zlib" }))
-            .collect();
-        serde_json::to_vec(&json!({ "findings": findings })).unwrap()
-    };
     // A search with another filter: its total is counted, then cached.
     const OPEN_ZLIB: &str = "/api/v1/findings?q=zlib&status=OPEN";
-    let total = |answer: &common::api::Answer| {
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.body["meta"]["total"].as_i64().unwrap()
-    };
     let misses = || app.caches.stats().1;
     let imported = api
         .import(
             "api:1",
             "native",
-            native(&["heap overflow", "integer overflow"]),
+            zlib_report(&["heap overflow", "integer overflow"]),
         )
         .await;
     assert_eq!(
@@ -663,7 +642,11 @@ async fn a_tenants_cached_answers_outlive_other_tenants_writes_but_not_its_own()
     // is allowed for a checkpoint poll that ran before a batch's notice arrived.
     for i in 0..3 {
         let theirs = elsewhere
-            .import(&format!("api:{i}"), "native", native(&["use after free"]))
+            .import(
+                &format!("api:{i}"),
+                "native",
+                zlib_report(&["use after free"]),
+            )
             .await;
         assert_eq!(total(&api.get_after(OPEN_ZLIB, theirs.position()).await), 2);
     }
@@ -676,7 +659,7 @@ async fn a_tenants_cached_answers_outlive_other_tenants_writes_but_not_its_own()
     // acme's own triage is counted at once.
     let first = api.get_after(OPEN_ZLIB, imported.position()).await;
     let id = first.body["data"][0]["id"].as_str().unwrap().to_owned();
-    let confirmed = confirm(&api, &id).await;
+    let confirmed = api.confirm(&id).await;
     assert_eq!(
         total(&api.get_after(OPEN_ZLIB, confirmed.position()).await),
         1
@@ -684,13 +667,17 @@ async fn a_tenants_cached_answers_outlive_other_tenants_writes_but_not_its_own()
 
     // And so are acme's new findings, whatever the other tenant did meanwhile.
     let more = api
-        .import("api:2", "native", native(&["heap overflow", "double free"]))
+        .import(
+            "api:2",
+            "native",
+            zlib_report(&["heap overflow", "double free"]),
+        )
         .await;
     let late = elsewhere
         .import(
             "api:9",
             "native",
-            native(&["stack overflow", "format string"]),
+            zlib_report(&["stack overflow", "format string"]),
         )
         .await;
     assert_eq!(total(&api.get_after(OPEN_ZLIB, more.position()).await), 3);

@@ -84,6 +84,21 @@ impl<'a> Api<'a> {
         self.call(request).await
     }
 
+    /// Moves a finding that has seen no triage yet (version 1) from OPEN to
+    /// CONFIRMED; the answer, checked to be a 200.
+    pub async fn confirm(&self, id: &str) -> Answer {
+        let confirmed = self
+            .send(
+                Method::PATCH,
+                &format!("/api/v1/findings/{id}/status"),
+                Some("\"1\""),
+                json!({ "status": "CONFIRMED" }),
+            )
+            .await;
+        assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+        confirmed
+    }
+
     /// Launches a scan of `target` and records `report` (raw bytes in `format`, or
     /// sniffed when `format` is empty) as its results; the answer of the results call.
     pub async fn import(&self, target: &str, format: &str, report: Vec<u8>) -> Answer {
