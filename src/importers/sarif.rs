@@ -26,8 +26,8 @@ use vulnledger_aggregates::Severity;
 
 use super::json;
 use super::{
-    advisory_prefix, first_line, paragraphs, severity_for_score, valid_cvss, ImportError,
-    ImportedFinding, ReportFormat,
+    advisory_prefix, cyclonedx::cyclonedx_severity, first_line, paragraphs, severity_for_score,
+    valid_cvss, ImportError, ImportedFinding, ReportFormat,
 };
 
 const FORMAT: ReportFormat = ReportFormat::Sarif;
@@ -114,7 +114,8 @@ struct Properties {
 }
 
 /// GitHub's `security-severity`: a CVSS-like score ("7.5", or a number), or, from
-/// some rule packs (GitLab's for Semgrep), a label ("CRITICAL"). Anything else is
+/// some rule packs (GitLab's for Semgrep), a label ("CRITICAL", read as CycloneDX's
+/// severities are). Anything else is
 /// ignored, as is a score of 0: Trivy writes "0.0" whenever its severity source has
 /// no CVSS v3 score, for a HIGH as for a LOW.
 enum SecuritySeverity {
@@ -131,7 +132,7 @@ impl<'de> Deserialize<'de> for SecuritySeverity {
             serde_json::Value::String(s) => match s.trim().parse::<f64>() {
                 Ok(score) => Some(score),
                 Err(_) => {
-                    return Ok(label_severity(s).map_or(Self::Unusable, Self::Label));
+                    return Ok(cyclonedx_severity(s.trim()).map_or(Self::Unusable, Self::Label));
                 }
             },
             _ => None,
@@ -141,22 +142,6 @@ impl<'de> Deserialize<'de> for SecuritySeverity {
             .filter(|&s| s > 0.0)
             .map_or(Self::Unusable, Self::Score))
     }
-}
-
-fn label_severity(label: &str) -> Option<Severity> {
-    [
-        ("critical", Severity::Critical),
-        ("high", Severity::High),
-        ("medium", Severity::Medium),
-        ("moderate", Severity::Medium),
-        ("low", Severity::Low),
-        ("info", Severity::Info),
-        ("informational", Severity::Info),
-        ("none", Severity::Info),
-    ]
-    .into_iter()
-    .find(|(name, _)| name.eq_ignore_ascii_case(label.trim()))
-    .map(|(_, severity)| severity)
 }
 
 #[derive(Deserialize)]
@@ -357,14 +342,7 @@ fn read_result(
     .flatten()
     .filter_map(|p| p.security_severity.as_ref())
     .find(|s| !matches!(s, SecuritySeverity::Unusable));
-    let score = match stated {
-        Some(SecuritySeverity::Score(score)) => Some(*score),
-        _ => None,
-    };
-    let label = match stated {
-        Some(SecuritySeverity::Label(severity)) => Some(*severity),
-        _ => None,
-    };
+
     let failing = kind.is_none_or(|k| k.eq_ignore_ascii_case("fail"));
     let level = result
         .level
@@ -374,10 +352,10 @@ fn read_result(
                 .flatten()
         })
         .unwrap_or(if failing { Level::Warning } else { Level::None });
-    let severity = match (score, label) {
-        (Some(score), _) => severity_for_score(score),
-        (None, Some(label)) => label,
-        (None, None) => level.severity(),
+    let (severity, score) = match stated {
+        Some(SecuritySeverity::Score(score)) => (severity_for_score(*score), Some(*score)),
+        Some(SecuritySeverity::Label(label)) => (*label, None),
+        _ => (level.severity(), None),
     };
 
     // Texts.
