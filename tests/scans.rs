@@ -387,6 +387,7 @@ const MORE_FIXTURES: [(&str, u64); 9] = [
 async fn kubernetes_license_status_nul_and_product_vex_reports_import_over_http() {
     let app = common::spawn_app().await;
     let client = analyst(&app).await;
+    let mut last_position = 0;
     for (fixture, expected) in MORE_FIXTURES {
         let bytes = std::fs::read(format!(
             "{}/tests/fixtures/reports/{fixture}",
@@ -401,10 +402,17 @@ async fn kubernetes_license_status_nul_and_product_vex_reports_import_over_http(
             json!({ "new": expected, "redetected": 0, "reopened": 0, "resolved": 0, "total": expected }),
             "{fixture}"
         );
+        last_position = body["position"].as_i64().expect("a position");
     }
-    let java: Value = client
-        .get("/api/v1/findings?asset=asset-grype/fix_available.excerpt.json")
+    // The list is a read model: read it once the imports are applied.
+    let java: Value = app
+        .client
+        .get(app.url("/api/v1/findings?asset=asset-grype/fix_available.excerpt.json"))
+        .bearer_auth(&client.token)
+        .header("x-min-position", last_position.to_string())
+        .send()
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
