@@ -11,8 +11,9 @@
 //! 1. the store itself, read through the ordered reader from the checkpoint until
 //!    caught up (a new or rebuilt projection, a stream that lost history);
 //! 2. with `NATS_URL`, a durable JetStream pull consumer (`projection-<name>`,
-//!    explicit acks, sent after commit); without it, the store's tail, woken by the
-//!    same NOTIFY the relay wakes on.
+//!    acknowledged after commit: one ack for the whole batch, as `AckPolicy::All`
+//!    lets it, or, for a durable created with explicit acks, one per message);
+//!    without it, the store's tail, woken by the same NOTIFY the relay wakes on.
 //!
 //! One active worker per projection, by advisory lock (`processes::supervise`), so
 //! any number of `serve` or `worker` processes may run.
@@ -372,7 +373,13 @@ impl Worker {
                 pull::Config {
                     durable_name: Some(durable.clone()),
                     description: Some(format!("vulnledger consumer {durable}")),
-                    ack_policy: AckPolicy::Explicit,
+                    // One ack, of a batch's last message, covers every message
+                    // before it: also those whose acks were lost while NATS was
+                    // away, which explicit acks left pending until `ack_wait` had
+                    // them delivered again. A durable created before this keeps its
+                    // explicit acks (JetStream cannot change the policy), and gets
+                    // one per message below.
+                    ack_policy: AckPolicy::All,
                     deliver_policy: DeliverPolicy::All,
                     ack_wait: Duration::from_secs(60),
                     max_ack_pending: 20_000,
@@ -386,6 +393,7 @@ impl Worker {
                 },
             )
             .await?;
+        let ack_all = consumer.cached_info().config.ack_policy == AckPolicy::All;
         let mut messages = consumer.messages().await?;
         tracing::info!(consumer = %durable, "following JetStream");
         loop {
@@ -403,7 +411,12 @@ impl Worker {
             }
             let events = self.decode(&batch).await?;
             self.apply(events).await?;
-            for message in &batch {
+            let acknowledged = if ack_all {
+                &batch[batch.len() - 1..]
+            } else {
+                &batch[..]
+            };
+            for message in acknowledged {
                 message
                     .ack()
                     .await
