@@ -1258,6 +1258,95 @@ fn grype_sarif_names_the_package_after_the_advisory_in_its_rule_ids() {
     );
 }
 
+/// Trivy's SARIF template of 2020 (`contrib/sarif.tpl`, as its own writer test
+/// prints it): every result at level "error", the severity in the rule id
+/// (`[MEDIUM] CVE-…`) and in the rule's tags, the package only in the rule's help.
+#[test]
+fn trivy_template_sarif_reads_severity_advisory_and_package_from_its_rules() {
+    let report = read(
+        &more!("sarif/trivy-template-2020.golden.sarif"),
+        ReportFormat::Sarif,
+    );
+    let found: Vec<(&str, &str, &str, Severity)> = report
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.cve.as_deref().unwrap(),
+                f.package.as_deref().unwrap(),
+                f.installed_version.as_deref().unwrap(),
+                f.severity,
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("CVE-2019-0000", "foo", "1.2.3", Severity::Medium),
+            ("CVE-2019-0001", "bar", "2.3.4", Severity::High),
+        ]
+    );
+}
+
+#[test]
+fn an_advisory_that_ends_a_rule_id_is_its_cve_and_a_capitalised_tag_its_severity() {
+    let doc = |rule: &str, tags: &str, level: &str| {
+        format!(
+            r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"t","rules":[
+                {{"id":"{rule}","properties":{{"tags":{tags}}}}}]}}}},
+               "results":[{{"ruleId":"{rule}","level":"{level}","message":{{"text":"m"}}}}]}}]}}"#
+        )
+    };
+    let cases = [
+        // Trivy's template of 0.15: `<target>: <package>-<version> <advisory>`.
+        (
+            "alpine:3.10 (alpine 3.10.2): openssl-1.1.1c-r0 CVE-2019-1549",
+            r#"["vulnerability","CRITICAL","openssl"]"#,
+            "error",
+            Some("CVE-2019-1549"),
+            Severity::Critical,
+        ),
+        // Black Duck: its own advisory, the CVE in brackets.
+        (
+            "BDSA-2021-1234 (CVE-2021-5678)",
+            r#"["security"]"#,
+            "warning",
+            Some("CVE-2021-5678"),
+            Severity::Medium,
+        ),
+        (
+            "[LOW] GHSA-57j2-w4cx-62h2",
+            r#"["security","LOW"]"#,
+            "error",
+            Some("GHSA-57j2-w4cx-62h2"),
+            Severity::Low,
+        ),
+        // Tags that are not a severity in capitals leave the level in charge.
+        (
+            "go/sql-injection",
+            r#"["security","high","CWE-89","HIGH CONFIDENCE"]"#,
+            "note",
+            None,
+            Severity::Low,
+        ),
+        // An advisory inside a word is not one.
+        (
+            "check-CVE-2019-1549",
+            "[]",
+            "warning",
+            None,
+            Severity::Medium,
+        ),
+    ];
+    for (rule, tags, level, cve, severity) in cases {
+        let report = parse(doc(rule, tags, level).as_bytes(), None).unwrap();
+        let f = &report.findings[0];
+        assert_eq!(f.cve.as_deref(), cve, "{rule}");
+        assert_eq!(f.severity, severity, "{rule}");
+        assert_eq!(f.package, None, "{rule}");
+    }
+}
+
 /// A result in the shape Trivy's SARIF writer gives a vulnerability (its
 /// `pkg/report/sarif.go`): the rule is the advisory, shared by every package that has
 /// it; the package is only in the texts; `security-severity` is the V3 score of the

@@ -369,7 +369,7 @@ async fn every_real_report_imports_with_the_expected_counts() {
 }
 
 /// `tests/fixtures/reports` (see its README): shapes the shared reports do not cover.
-const MORE_FIXTURES: [(&str, u64); 9] = [
+const MORE_FIXTURES: [(&str, u64); 10] = [
     ("trivy/kubernetes.excerpt.json", 2),
     // One of the two suppressed by a VEX document: kept, as suppressed.
     ("trivy/npm-with-suppressed.golden.json", 2),
@@ -381,6 +381,7 @@ const MORE_FIXTURES: [(&str, u64); 9] = [
     ("grype/fix_available.excerpt.json", 1),
     ("sarif/cxf-3.4.6.excerpt.sarif", 3),
     ("cyclonedx/vex-not-affected-product.json", 1),
+    ("sarif/trivy-template-2020.golden.sarif", 2),
 ];
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! - Rule: `ruleId`, else `rule.id`, else the descriptor found by `ruleIndex` / `rule.index`
 //!   (in `tool.driver.rules`, or in `tool.extensions[rule.toolComponent.index].rules`).
 //! - Severity: GitHub's `properties.security-severity` (a CVSS-like score, on the result, else
-//!   on its rule) when present; else `level` (result, else the rule's
+//!   on its rule) when present; else a severity tag in capitals (`"HIGH"`, as Trivy's
+//!   templates and gosec tag rules); else `level` (result, else the rule's
 //!   `defaultConfiguration.level`, else "warning", or "none" for results whose `kind` is not
 //!   "fail", as §3.27.10 says). error → HIGH, warning → MEDIUM, note → LOW, none → INFO.
 //! - Results of kind "pass" or "notApplicable" state that a rule was satisfied or did not
@@ -15,6 +16,11 @@
 //!   leaves the result active. This is also what the SARIF SDK's `IsSuppressed` does. The
 //!   pre-standard property name `state` (used by the spec's own Appendix K sample) is read as
 //!   `status`.
+//! - Advisory: the CVE or GHSA that starts the rule id (Grype: `<advisory>-<package>`),
+//!   else the one that ends it as its last word (`[HIGH] CVE-…`, `BDSA-… (CVE-…)`).
+//! - Package: from the location's message (Trivy), the rule id after its advisory (Grype),
+//!   else the `Package:` and `Installed Version:` lines of the rule's help (Trivy's
+//!   templates). A template that keeps one rule per advisory names its first package there.
 //! - Title: the message (plain text, or the rule's / tool's message string `id` with its
 //!   `arguments` filled in), first line, embedded links `[text](target)` reduced to their
 //!   text, cut to 300 characters; else the rule's short description.
@@ -26,8 +32,8 @@ use vulnledger_aggregates::Severity;
 
 use super::json;
 use super::{
-    advisory_prefix, cyclonedx::cyclonedx_severity, first_line, paragraphs, severity_for_score,
-    valid_cvss, ImportError, ImportedFinding, ReportFormat,
+    advisory_prefix, cyclonedx::cyclonedx_severity, first_line, is_cve, is_ghsa, paragraphs,
+    severity_for_score, valid_cvss, ImportError, ImportedFinding, ReportFormat,
 };
 
 const FORMAT: ReportFormat = ReportFormat::Sarif;
@@ -91,6 +97,7 @@ struct Rule {
     name: Option<String>,
     short_description: Option<MessageString>,
     full_description: Option<MessageString>,
+    help: Option<MessageString>,
     default_configuration: Option<Configuration>,
     properties: Option<Properties>,
     message_strings: Option<HashMap<String, MessageString>>,
@@ -355,7 +362,12 @@ fn read_result(
     let (severity, score) = match stated {
         Some(SecuritySeverity::Score(score)) => (severity_for_score(*score), Some(*score)),
         Some(SecuritySeverity::Label(label)) => (*label, None),
-        _ => (level.severity(), None),
+        _ => (
+            severity_tag(result.properties.as_ref())
+                .or_else(|| severity_tag(rule.and_then(|r| r.properties.as_ref())))
+                .unwrap_or_else(|| level.severity()),
+            None,
+        ),
     };
 
     // Texts.
@@ -415,9 +427,9 @@ fn read_result(
 
     let mut f = ImportedFinding::new(title, severity);
     f.cvss = score;
-    f.cve = rule_id
-        .as_deref()
-        .and_then(advisory_prefix)
+    let leading_advisory = rule_id.as_deref().and_then(advisory_prefix);
+    f.cve = leading_advisory
+        .or_else(|| rule_id.as_deref().and_then(trailing_advisory))
         .map(str::to_owned);
     // Scanners of images put the package where SARIF has no field for it; without
     // it, one advisory in two packages of an image (libc6 and libc-bin) would be one
@@ -427,11 +439,19 @@ fn read_result(
     if let Some((package, version)) = first_location.and_then(package_of_location) {
         f.package = Some(package);
         f.installed_version = version;
-    } else if let (Some(rule), Some(cve)) = (rule_id.as_deref(), f.cve.as_deref()) {
-        let rest = rule.trim()[cve.len()..].trim_start_matches('-');
-        if !rest.is_empty() {
-            f.package = Some(rest.to_owned());
-        }
+    } else if let Some(rest) = rule_id
+        .as_deref()
+        .zip(leading_advisory)
+        .map(|(rule, advisory)| rule.trim()[advisory.len()..].trim_start_matches('-'))
+        .filter(|rest| !rest.is_empty())
+    {
+        f.package = Some(rest.to_owned());
+    } else if let Some((package, version)) = rule
+        .and_then(|r| r.help.as_ref()?.text.as_deref())
+        .and_then(package_of_help)
+    {
+        f.package = Some(package);
+        f.installed_version = version;
     }
     f.rule_id = rule_id;
     f.location = result
@@ -470,6 +490,48 @@ fn package_of_location(location: &Location) -> Option<(String, Option<String>)> 
             version.filter(|v| !v.is_empty()).map(str::to_owned),
         )
     })
+}
+
+/// A severity named by a tag in capitals, as Trivy's SARIF templates and gosec tag
+/// their rules (`["vulnerability", "HIGH", "openssl"]`): read where no
+/// `security-severity` is given, before `level`, which those templates set to
+/// "error" for every result or for CRITICAL and HIGH alike. Tags in other cases
+/// ("high precision", "security") are left alone.
+fn severity_tag(properties: Option<&Properties>) -> Option<Severity> {
+    properties?
+        .tags
+        .iter()
+        .flatten()
+        .map(|tag| tag.trim())
+        .filter(|tag| !tag.is_empty() && !tag.chars().any(|c| c.is_ascii_lowercase()))
+        .find_map(cyclonedx_severity)
+}
+
+/// The CVE or GitHub advisory that a rule id ends with, as its last word, bare or in
+/// brackets: Trivy's SARIF templates (`[HIGH] CVE-2019-0001`, and
+/// `<target>: <package>-<version> CVE-2019-1549`) and Black Duck
+/// (`BDSA-2021-1234 (CVE-2021-5678)`).
+fn trailing_advisory(rule_id: &str) -> Option<&str> {
+    let last = rule_id.split_whitespace().next_back()?;
+    let id = last.trim_matches(|c| matches!(c, '(' | ')' | '[' | ']'));
+    (is_cve(id) || is_ghsa(id)).then_some(id)
+}
+
+/// `(package, installed version)` from the help text Trivy's SARIF writers give
+/// each rule (`Vulnerability …\nSeverity: …\nPackage: <name>\nInstalled Version:
+/// <version>\n…`); read only when the result and its rule id name no package.
+fn package_of_help(text: &str) -> Option<(String, Option<String>)> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(name))
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+    };
+    let package = field("Package:").filter(|p| !p.contains(char::is_whitespace))?;
+    Some((
+        package.to_owned(),
+        field("Installed Version:").map(str::to_owned),
+    ))
 }
 
 /// "uri:startLine" of the physical location (the uri found through `artifacts` when only its
