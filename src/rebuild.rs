@@ -30,9 +30,10 @@ use crate::store::{Checkpoint, OrderedReader};
 /// Events per replay transaction.
 const BATCH: i64 = 10_000;
 
-/// The environment variable that sets `maintenance_work_mem` on each of the two
+/// The environment variable that sets `maintenance_work_mem` on each of the
 /// connections that build the shadow's indexes, in PostgreSQL's units (`256MB`,
-/// `1GB`). The rebuild needs twice that on the database server while it builds them.
+/// `1GB`). The rebuild needs up to three times that on the database server while it
+/// builds them (the texts' indexes, then the other GIN and B-tree indexes beside them).
 pub const INDEX_MEMORY_VARIABLE: &str = "REBUILD_MAINTENANCE_WORK_MEM";
 
 /// The trigram index over a million findings' texts built in 27.8 s with 1 GB
@@ -131,7 +132,7 @@ pub async fn rebuild(
     check.rollback().await?;
     let mut replay = projection.replay();
     let deferred = replay.as_ref().map_or(&[][..], |r| r.deferred_keys());
-    let (indexes, keys) = prepare_shadow(pool, projection.as_ref(), &shadow, deferred).await?;
+    let (mut indexes, keys) = prepare_shadow(pool, projection.as_ref(), &shadow, deferred).await?;
     // The highest position: an estimate of the count (positions have gaps where
     // appends rolled back) that an index answers at once.
     let total: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
@@ -196,12 +197,34 @@ pub async fn rebuild(
         });
     }
     reading.await?;
+    let mut early = None;
     if let Some(replay) = &mut replay {
+        let mut tx = conn.begin().await?;
+        let written = replay.finish_early(&mut tx).await?;
+        tx.commit().await?;
+        // The indexes of the tables written in full are built while `finish` writes
+        // the rest: those writes keep one core busy and leave the other idle.
+        let (now, later): (Vec<String>, Vec<String>) = indexes.into_iter().partition(|sql| {
+            written
+                .iter()
+                .any(|table| sql.contains(&format!(" ON {shadow}.{table} ")))
+        });
+        indexes = later;
+        if !now.is_empty() {
+            let (pool, memory) = (pool.clone(), index_memory.clone());
+            // Aborted if the rebuild fails before it is awaited.
+            early = Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                async move { build(&pool, now.iter().collect(), &memory).await },
+            )));
+        }
         let mut tx = conn.begin().await?;
         replay.finish(&mut tx).await?;
         tx.commit().await?;
     }
     build_indexes(pool, &indexes, &index_memory).await?;
+    if let Some(early) = early {
+        early.await??;
+    }
     for key in &keys {
         sqlx::query(key).execute(&mut conn).await?;
     }
@@ -262,21 +285,27 @@ pub async fn rebuild(
 /// Builds the shadow's secondary indexes, and the unique indexes of its deferred keys,
 /// each in one pass (cheaper than maintaining them row by row during the replay): GIN
 /// indexes, the slow ones, on one connection and the B-trees beside them on another.
-/// Starting the text indexes while the replay still wrote the other tables was tried,
-/// and gained nothing: both are CPU-bound on two cores (docs/benchmarks.md).
 async fn build_indexes(pool: &PgPool, indexes: &[String], memory: &str) -> anyhow::Result<()> {
     let (gin, btree): (Vec<&String>, Vec<&String>) =
         indexes.iter().partition(|sql| sql.contains(" USING gin "));
-    async fn build(pool: &PgPool, statements: Vec<&String>, memory: &str) -> anyhow::Result<()> {
-        let mut conn = pool.acquire().await?.detach();
-        set_index_memory(&mut conn, memory, false).await?;
-        for sql in statements {
-            sqlx::query(sql).execute(&mut conn).await?;
-        }
-        conn.close().await?;
-        Ok(())
-    }
     tokio::try_join!(build(pool, gin, memory), build(pool, btree, memory))?;
+    Ok(())
+}
+
+/// Runs `statements` in turn on a connection of their own, GIN indexes first: they
+/// take longest, and whatever builds beside them should not wait at the end.
+async fn build(pool: &PgPool, statements: Vec<&String>, memory: &str) -> anyhow::Result<()> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let mut statements = statements;
+    statements.sort_by_key(|sql| !sql.contains(" USING gin "));
+    let mut conn = pool.acquire().await?.detach();
+    set_index_memory(&mut conn, memory, false).await?;
+    for sql in statements {
+        sqlx::query(sql).execute(&mut conn).await?;
+    }
+    conn.close().await?;
     Ok(())
 }
 

@@ -108,6 +108,16 @@ pub trait Replay: Send {
         events: &[ProjectedEvent],
     ) -> Result<(), ProjectionError>;
 
+    /// Writes, ahead of [`finish`](Self::finish), everything it still holds of the
+    /// tables it names, which nothing writes after this: the rebuild commits them and
+    /// builds their indexes while `finish` writes the rest. None by default.
+    async fn finish_early(
+        &mut self,
+        _conn: &mut PgConnection,
+    ) -> Result<&'static [&'static str], ProjectionError> {
+        Ok(&[])
+    }
+
     /// Writes everything it still holds.
     async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError>;
 
