@@ -193,26 +193,17 @@ struct Modified {
 
 impl Modified {
     fn into_finding(self, target: &str) -> Option<ImportedFinding> {
+        fn read<T: serde::de::DeserializeOwned>(finding: serde_json::Value) -> Option<T> {
+            serde_json::from_value(finding).ok()
+        }
         let finding = self.finding?;
         let kind = self.kind.as_deref().map(str::trim).unwrap_or_default();
-        let mut f = if kind.eq_ignore_ascii_case("vulnerability") {
-            serde_json::from_value::<Vulnerability>(finding)
-                .ok()?
-                .into_finding(target)
-        } else if kind.eq_ignore_ascii_case("misconfiguration") {
-            serde_json::from_value::<Misconfiguration>(finding)
-                .ok()?
-                .into_finding(target)
-        } else if kind.eq_ignore_ascii_case("secret") {
-            serde_json::from_value::<Secret>(finding)
-                .ok()?
-                .into_finding(target)
-        } else if kind.eq_ignore_ascii_case("license") {
-            serde_json::from_value::<License>(finding)
-                .ok()?
-                .into_finding(target)
-        } else {
-            return None;
+        let mut f = match kind.to_ascii_lowercase().as_str() {
+            "vulnerability" => read::<Vulnerability>(finding)?.into_finding(target),
+            "misconfiguration" => read::<Misconfiguration>(finding)?.into_finding(target),
+            "secret" => read::<Secret>(finding)?.into_finding(target),
+            "license" => read::<License>(finding)?.into_finding(target),
+            _ => return None,
         };
         f.suppressed = true;
         // Tags are a set once normalized: repeats go there.
