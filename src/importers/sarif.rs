@@ -122,9 +122,8 @@ struct Properties {
 
 /// GitHub's `security-severity`: a CVSS-like score ("7.5", or a number), or, from
 /// some rule packs (GitLab's for Semgrep), a label ("CRITICAL", read as CycloneDX's
-/// severities are). Anything else is
-/// ignored, as is a score of 0: Trivy writes "0.0" whenever its severity source has
-/// no CVSS v3 score, for a HIGH as for a LOW.
+/// severities are). Anything else is ignored, as is a score of 0: Trivy writes "0.0"
+/// whenever its severity source has no CVSS v3 score, for a HIGH as for a LOW.
 enum SecuritySeverity {
     Score(f64),
     Label(Severity),
