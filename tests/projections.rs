@@ -1346,3 +1346,172 @@ async fn a_worker_overtaken_by_a_rebuild_applies_only_what_comes_after_it() {
     assert_eq!(at, rebuilt.checkpoint);
     assert_eq!(worker.checkpoint(), rebuilt.checkpoint);
 }
+
+#[tokio::test]
+async fn a_triage_batch_is_written_in_one_statement_only_where_its_checkpoint_stands() {
+    use vulnledger_projections::{checkpoint, Advance, FindingsProjection, ProjectionCheckpoint};
+
+    // No workers in the app: this test hands the batch over by hand.
+    let app = common::spawn_app_with(|c| c.run_workers = false).await;
+    let session = app.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&app, &session);
+    let tenant = app.tenant("acme").await;
+    let pool = &app.db.pool;
+    let detected = scan_at(
+        pool,
+        tenant,
+        "api:1",
+        &[("first", "HIGH"), ("second", "LOW"), ("third", "CRITICAL")],
+        Utc::now() - Duration::days(2),
+    )
+    .await;
+    let projection = vulnledger_projections::named("findings").unwrap();
+    let at = caught_up(pool.clone(), projection).await.checkpoint();
+    let found: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT aggregate_id, max(sequence) FROM events WHERE aggregate_type = 'finding' \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(found.len(), 3);
+    for (id, version) in &found {
+        let answer = api
+            .send(
+                Method::PATCH,
+                &format!("/api/v1/findings/{id}/status"),
+                Some(&format!("\"{version}\"")),
+                json!({"status": "CONFIRMED"}),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(answer.position() > detected);
+    }
+    until_readable(pool).await;
+    let read = |from: ProjectionCheckpoint| async move {
+        let events = vulnledger::store::OrderedReader::new(pool.clone())
+            .read_batch(
+                vulnledger::store::Checkpoint {
+                    txid: from.txid,
+                    position: from.position,
+                },
+                1000,
+            )
+            .await
+            .unwrap();
+        projector::after(&from, events.iter().map(projector::projected).collect()).unwrap()
+    };
+    let (triage, next) = read(at).await;
+    assert_eq!(triage.len(), 3);
+    let next = ProjectionCheckpoint { version: 1, ..next };
+    let before = counters(pool).await;
+    let stored = || async {
+        checkpoint::load(pool, "findings")
+            .await
+            .unwrap()
+            .expect("a checkpoint")
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    let advance = |from| Advance {
+        name: "findings",
+        from,
+        to: &next,
+        tenants: &[],
+    };
+
+    // Confirming findings changes no figure of their asset: triage the statement can
+    // take. Not triage: the scan's detections and sightings need statements of their own.
+    let (scan, scanned) = read(ProjectionCheckpoint::default()).await;
+    let scanned = ProjectionCheckpoint {
+        version: 1,
+        ..scanned
+    };
+    let whole = Advance {
+        to: &scanned,
+        ..advance(&at)
+    };
+    assert!(!FindingsProjection
+        .apply_in_one_statement(&mut conn, &scan, &whole)
+        .await
+        .unwrap());
+    assert_eq!((counters(pool).await, stored().await), (before.clone(), at));
+
+    // The checkpoint is not where the batch starts (a rebuild swapped in): nothing.
+    let elsewhere = ProjectionCheckpoint {
+        position: at.position - 1,
+        ..at
+    };
+    assert!(!FindingsProjection
+        .apply_in_one_statement(&mut conn, &triage, &advance(&elsewhere))
+        .await
+        .unwrap());
+    assert_eq!((counters(pool).await, stored().await), (before.clone(), at));
+
+    // A rebuild's swap holds the checkpoint, and takes the tables next: the statement
+    // holds those already, so it must not wait for the checkpoint (a deadlock), and
+    // writes nothing.
+    let mut swap = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = 'findings' FOR UPDATE")
+        .execute(&mut *swap)
+        .await
+        .unwrap();
+    let busy = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        FindingsProjection.apply_in_one_statement(&mut conn, &triage, &advance(&at)),
+    )
+    .await
+    .expect("the statement waited for the checkpoint that a swap holds")
+    .unwrap();
+    assert!(!busy);
+    sqlx::query("SET LOCAL lock_timeout TO '5s'")
+        .execute(&mut *swap)
+        .await
+        .unwrap();
+    sqlx::query("LOCK TABLE finding_view, finding_status, finding_counts IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *swap)
+        .await
+        .unwrap();
+    swap.rollback().await.unwrap();
+    assert_eq!((counters(pool).await, stored().await), (before.clone(), at));
+
+    // Where the checkpoint stands: rows, counters and checkpoint move together, and
+    // listeners hear of it.
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+        .await
+        .unwrap();
+    listener.listen(checkpoint::CHANNEL).await.unwrap();
+    assert!(FindingsProjection
+        .apply_in_one_statement(&mut conn, &triage, &advance(&at))
+        .await
+        .unwrap());
+    assert_eq!(stored().await, next);
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+        .await
+        .expect("no checkpoint notice")
+        .unwrap();
+    let notice = checkpoint::Notice::parse(heard.payload()).unwrap();
+    assert_eq!(
+        (notice.at.txid, notice.at.position),
+        (next.txid, next.position)
+    );
+    let triaged = counters(pool).await;
+    assert_ne!(triaged, before);
+    assert_eq!(triaged["status_mismatches"], 0);
+    let confirmed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM finding_view WHERE status = 'CONFIRMED'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(confirmed, 3);
+    drop(conn);
+
+    // And what it wrote is what a replay of the whole history writes.
+    vulnledger::rebuild::rebuild(
+        pool,
+        vulnledger_projections::named("findings").unwrap(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(counters(pool).await, triaged);
+}

@@ -204,6 +204,95 @@ async fn write(
     Ok(saved == 1)
 }
 
+/// A batch's move of its projection's checkpoint, from where the batch started to
+/// where it ends, as CTEs that follow the batch's own writes in the same statement:
+/// a batch that is one statement then needs no transaction (no BEGIN, no COMMIT,
+/// and no round trip for the checkpoint).
+pub struct Advance<'a> {
+    pub name: &'a str,
+    pub from: &'a ProjectionCheckpoint,
+    pub to: &'a ProjectionCheckpoint,
+    /// The tenants whose events the batch applies, for the notice.
+    pub tenants: &'a [Uuid],
+}
+
+/// SQLSTATE of `projection_checkpoint_moved()`: the checkpoint did not stand where
+/// the batch started, and the statement wrote nothing.
+pub const MOVED: &str = "VL409";
+
+/// SQLSTATE `lock_not_available`: someone else holds the checkpoint (a rebuild
+/// swapping its tables in), and the statement wrote nothing rather than wait.
+pub const BUSY: &str = "55P03";
+
+/// Binds of [`Advance::sql`].
+pub const ADVANCE_BINDS: usize = 10;
+
+impl Advance<'_> {
+    /// `lk AS …, cp AS … SELECT …` over binds `$first..$first+9`: the last CTEs and
+    /// the final `SELECT` of a statement of data-modifying CTEs.
+    ///
+    /// - `lk` locks the checkpoint without waiting. The statement holds its tables
+    ///   already, and a rebuild's swap takes the checkpoint first and the tables
+    ///   next, so waiting could deadlock; the statement fails with [`BUSY`] instead.
+    /// - `cp` moves the checkpoint if it stands at `from`. If it does not, the
+    ///   statement fails with [`MOVED`], and the failure undoes its other writes.
+    /// - The notice goes out (on commit) only with a move, and the commit does not
+    ///   wait for the WAL flush: a batch lost in a crash is lost with its
+    ///   checkpoint, and applied again from the durable events.
+    pub fn sql(first: usize) -> String {
+        let p: Vec<String> = (first..first + ADVANCE_BINDS)
+            .map(|i| format!("${i}"))
+            .collect();
+        let [name, version, txid, position, max_position, events, from_txid, from_position, channel, payload] =
+            <[String; ADVANCE_BINDS]>::try_from(p).expect("ten binds");
+        format!(
+            "lk AS (SELECT 1 FROM projection_checkpoints WHERE name = {name} FOR UPDATE NOWAIT), \
+             cp AS (UPDATE projection_checkpoints AS c SET version = {version}, txid = {txid}, \
+                 position = {position}, max_position = {max_position}, events = {events}, \
+                 updated_at = now() \
+               FROM lk WHERE c.name = {name} AND c.txid = {from_txid} \
+                 AND c.position = {from_position} \
+               RETURNING 1) \
+             SELECT CASE WHEN moved.n = 1 THEN 1 ELSE projection_checkpoint_moved({name}) END \
+             FROM (SELECT count(*) AS n FROM cp, \
+                     LATERAL (SELECT pg_notify({channel}, {payload})) AS told) AS moved, \
+                  (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
+        )
+    }
+
+    /// Binds [`Advance::sql`]'s parameters, in order.
+    pub fn bind<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.name.to_owned())
+            .bind(self.to.version)
+            .bind(self.to.txid)
+            .bind(self.to.position)
+            .bind(self.to.max_position)
+            .bind(self.to.events)
+            .bind(self.from.txid)
+            .bind(self.from.position)
+            .bind(CHANNEL)
+            .bind(Notice::payload(self.name, self.to, Some(self.tenants)))
+    }
+
+    /// Moves the checkpoint and tells listeners, in the caller's transaction (as
+    /// [`advance`]); whether it stood at `from`.
+    pub async fn in_transaction(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        advance(conn, self.name, self.from, self.to, self.tenants).await
+    }
+}
+
+/// Whether `e` is the statement's own refusal (the checkpoint [`MOVED`] or
+/// [`BUSY`]), after which nothing it wrote stays.
+pub fn refused(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == MOVED || code == BUSY)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,13 +25,28 @@ use vulnledger_aggregates::{
     SlaPolicy, SlaPolicyChanged,
 };
 
-use crate::{ProjectedEvent, Projection, ProjectionError, Replay};
+use crate::{checkpoint, Advance, ProjectedEvent, Projection, ProjectionError, Replay};
 
 mod write;
 
 pub struct FindingsProjection;
 
 pub const NAME: &str = "findings";
+
+impl FindingsProjection {
+    /// Applies a live batch and moves its checkpoint in one statement, with no
+    /// transaction, when the batch only changes rows the tables hold in ways their
+    /// assets do not show (triage, the commonest live batch); `false`, with nothing
+    /// written, for any other batch, and when the checkpoint is busy or has moved.
+    pub async fn apply_in_one_statement(
+        &self,
+        conn: &mut PgConnection,
+        events: &[ProjectedEvent],
+        advance: &Advance<'_>,
+    ) -> Result<bool, ProjectionError> {
+        Fold::default().one_statement(conn, events, advance).await
+    }
+}
 
 #[async_trait::async_trait]
 impl Projection for FindingsProjection {
@@ -66,6 +81,22 @@ impl Projection for FindingsProjection {
         let mut fold = Fold::default();
         fold.feed(conn, events).await?;
         fold.flush(conn).await
+    }
+
+    /// Triage, the commonest live batch, in two round trips: its rows are read, then
+    /// written with their counters and the checkpoint in one statement, with no
+    /// transaction (a transaction takes five). Any other batch, or one whose
+    /// checkpoint is busy or has moved, is applied in a transaction.
+    async fn apply_advancing(
+        &self,
+        conn: &mut PgConnection,
+        events: &[ProjectedEvent],
+        advance: &Advance<'_>,
+    ) -> Result<bool, ProjectionError> {
+        if self.apply_in_one_statement(conn, events, advance).await? {
+            return Ok(true);
+        }
+        crate::apply_in_transaction(self, conn, events, advance).await
     }
 
     fn replay(&self) -> Option<Box<dyn Replay>> {
@@ -498,27 +529,8 @@ impl Fold {
     /// Writes the changed rows and the counters' differences; drops the held rows
     /// when there are too many to keep.
     pub(crate) async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
-        let mut deltas = std::mem::take(&mut self.deltas);
-        let mut changed = Vec::with_capacity(self.touched.len());
-        for id in &self.touched {
-            let row = &self.rows[id];
-            let now = row.contribution();
-            let old = self.stored.get(id);
-            if let Some(old) = old {
-                deltas.add(old, -1);
-            }
-            deltas.add(&now, 1);
-            // A change the asset does not show (triage from OPEN to CONFIRMED, the
-            // commonest) need not recompute the asset: one statement less per batch.
-            if old.is_none_or(|old| old.on_asset() != now.on_asset()) {
-                let last_seen = deltas
-                    .assets
-                    .entry((row.tenant_id, row.asset.clone()))
-                    .or_insert(row.last_seen);
-                *last_seen = (*last_seen).max(row.last_seen);
-            }
-            changed.push(row);
-        }
+        let deltas = self.take_deltas();
+        let changed: Vec<&Row> = self.touched.iter().map(|id| &self.rows[id]).collect();
         let (new, known): (Vec<&Row>, Vec<&Row>) = changed
             .iter()
             .copied()
@@ -544,6 +556,64 @@ impl Fold {
         }
         self.touched.clear();
         Ok(())
+    }
+
+    /// The differences the touched rows make to the counters, with the assets whose
+    /// figures they change, and the sightings and transitions since the last flush.
+    fn take_deltas(&mut self) -> Deltas {
+        let mut deltas = std::mem::take(&mut self.deltas);
+        for id in &self.touched {
+            let row = &self.rows[id];
+            let now = row.contribution();
+            let old = self.stored.get(id);
+            if let Some(old) = old {
+                deltas.add(old, -1);
+            }
+            deltas.add(&now, 1);
+            // A change the asset does not show (triage from OPEN to CONFIRMED, the
+            // commonest) need not recompute the asset: one statement less per batch.
+            if old.is_none_or(|old| old.on_asset() != now.on_asset()) {
+                let last_seen = deltas
+                    .assets
+                    .entry((row.tenant_id, row.asset.clone()))
+                    .or_insert(row.last_seen);
+                *last_seen = (*last_seen).max(row.last_seen);
+            }
+        }
+        deltas
+    }
+
+    /// [`FindingsProjection::apply_in_one_statement`].
+    ///
+    /// The rows are read before that statement, outside it, and are still as read
+    /// when it runs: only this projection's worker writes them, and a rebuild that
+    /// swaps other tables in moves the checkpoint, which the statement checks.
+    async fn one_statement(
+        mut self,
+        conn: &mut PgConnection,
+        events: &[ProjectedEvent],
+        advance: &Advance<'_>,
+    ) -> Result<bool, ProjectionError> {
+        // A policy change writes while it is folded, and sightings and detections
+        // write sightings, texts and assets: statements of their own.
+        if events.iter().any(|e| e.aggregate_type != "finding") {
+            return Ok(false);
+        }
+        self.feed(conn, events).await?;
+        let deltas = self.take_deltas();
+        let changed: Vec<&Row> = self.touched.iter().map(|id| &self.rows[id]).collect();
+        if changed.len() > write::ROWS_PER_STATEMENT
+            || changed.iter().any(|row| !self.stored.contains_key(&row.id))
+            || !deltas.sightings.is_empty()
+            || !deltas.assets.is_empty()
+        {
+            return Ok(false);
+        }
+        match write::rows_and_deltas_advancing(conn, &changed, &deltas, advance).await {
+            Ok(()) => Ok(true),
+            Err(ProjectionError::Database(e)) if checkpoint::refused(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes sightings: a live batch skips those the table has; a replay appends

@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 pub mod checkpoint;
 pub mod findings;
 
-pub use checkpoint::ProjectionCheckpoint;
+pub use checkpoint::{Advance, ProjectionCheckpoint};
 pub use findings::FindingsProjection;
 
 /// An event as projections see it: what the store holds and NATS carries, with the
@@ -88,11 +88,57 @@ pub trait Projection: Send + Sync {
         events: &[ProjectedEvent],
     ) -> Result<(), ProjectionError>;
 
+    /// Applies a live batch of `events` (commit order, none applied before) and moves
+    /// the checkpoint as `advance` says, both or neither, outside any transaction of
+    /// the caller's; `false`, with nothing written, when the checkpoint no longer
+    /// stood at `advance.from`. By default in a transaction of its own
+    /// ([`apply_in_transaction`]); a projection may need fewer round trips.
+    async fn apply_advancing(
+        &self,
+        conn: &mut PgConnection,
+        events: &[ProjectedEvent],
+        advance: &Advance<'_>,
+    ) -> Result<bool, ProjectionError> {
+        apply_in_transaction(self, conn, events, advance).await
+    }
+
     /// A replay of the whole history into empty tables that nothing else writes (a
     /// rebuild), which may hold state across batches; `None` replays with
     /// [`apply`](Self::apply), batch by batch.
     fn replay(&self) -> Option<Box<dyn Replay>> {
         None
+    }
+}
+
+/// [`Projection::apply`] and the checkpoint's move in one transaction, which locks
+/// the checkpoint first (as a rebuild's swap does: writers of the projection's tables
+/// serialize on it).
+pub async fn apply_in_transaction<P: Projection + ?Sized>(
+    projection: &P,
+    conn: &mut PgConnection,
+    events: &[ProjectedEvent],
+    advance: &Advance<'_>,
+) -> Result<bool, ProjectionError> {
+    // Not waiting for the WAL flush is safe here: a batch lost in a crash is lost
+    // together with its checkpoint and applied again from the durable events.
+    // Generic plans: a live batch loads a handful of rows by id, and PostgreSQL
+    // planned that lookup again on almost every batch (0.22 ms of planning for
+    // 0.06 ms of work); its generic plan probes the primary key, as it should. All
+    // sent with BEGIN, in one round trip.
+    let mut tx = conn
+        .begin_with(format!(
+            "BEGIN; SET LOCAL synchronous_commit TO off; \
+             SET LOCAL plan_cache_mode TO force_generic_plan; {}",
+            checkpoint::lock_statement(advance.name)
+        ))
+        .await?;
+    projection.apply(&mut tx, events).await?;
+    if advance.in_transaction(&mut tx).await? {
+        tx.commit().await?;
+        Ok(true)
+    } else {
+        tx.rollback().await?;
+        Ok(false)
     }
 }
 

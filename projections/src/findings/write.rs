@@ -11,7 +11,7 @@ use uuid::Uuid;
 use vulnledger_aggregates::{Severity, SlaPolicy};
 
 use super::{Deltas, Row};
-use crate::ProjectionError;
+use crate::{Advance, ProjectionError};
 
 /// `Severity::rank` in SQL.
 pub const RANK_SQL: &str = "CASE severity WHEN 'CRITICAL' THEN 4 WHEN 'HIGH' THEN 3 \
@@ -65,7 +65,7 @@ pub(super) async fn load_policies(
 }
 
 /// Rows per statement: a bound on the size of one message, not a tuning knob.
-const ROWS_PER_STATEMENT: usize = 10_000;
+pub(super) const ROWS_PER_STATEMENT: usize = 10_000;
 
 /// Rows travel as one array per column (binary, no JSON to parse): tags, an array
 /// per row, as the text of a PostgreSQL array literal. Rows the table has are
@@ -115,6 +115,42 @@ pub(super) async fn rows_and_deltas(
     if !d.assets.is_empty() {
         refresh_assets(conn, &d.assets).await?;
     }
+    Ok(())
+}
+
+/// A live batch's rows and counters, and its checkpoint's move, in one statement
+/// outside any transaction ([`Advance::sql`]): none of it is written if the
+/// checkpoint is busy or has moved. No asset refresh: the caller sends only batches
+/// whose assets' figures stay.
+pub(super) async fn rows_and_deltas_advancing(
+    conn: &mut PgConnection,
+    rows: &[&Row],
+    d: &Deltas,
+    advance: &Advance<'_>,
+) -> Result<(), ProjectionError> {
+    debug_assert!(d.assets.is_empty() && d.sightings.is_empty());
+    let rows = sorted(rows);
+    let counters = Counters::of(d);
+    let mut ctes = Vec::with_capacity(3);
+    let mut next = 1;
+    if !rows.is_empty() {
+        ctes.push(row_ctes(false));
+        next += ROW_BINDS;
+    }
+    if counters.is_some() {
+        ctes.push(Counters::ctes(next));
+        next += Counters::BINDS;
+    }
+    ctes.push(Advance::sql(next));
+    let sql = format!("WITH {}", ctes.join(", "));
+    let mut query = sqlx::query(&sql);
+    if !rows.is_empty() {
+        query = bind_rows(query, &rows);
+    }
+    if let Some(counters) = counters {
+        query = counters.bind(query);
+    }
+    advance.bind(query).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -277,6 +313,9 @@ pub(super) async fn deltas(conn: &mut PgConnection, d: &Deltas) -> Result<(), Pr
 struct Counters([Value; 4]);
 
 impl Counters {
+    /// Binds of [`Counters::ctes`].
+    const BINDS: usize = 4;
+
     /// `None` when the batch changes no count.
     fn of(d: &Deltas) -> Option<Self> {
         let counts: Vec<Value> = d
