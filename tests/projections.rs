@@ -1375,13 +1375,17 @@ async fn a_triage_batch_is_written_in_one_statement_only_where_its_checkpoint_st
     .await
     .unwrap();
     assert_eq!(found.len(), 3);
-    for (id, version) in &found {
+    // One triage that changes its asset's figures (no longer open), two that do not.
+    for ((id, version), status) in found
+        .iter()
+        .zip(["FALSE_POSITIVE", "CONFIRMED", "CONFIRMED"])
+    {
         let answer = api
             .send(
                 Method::PATCH,
                 &format!("/api/v1/findings/{id}/status"),
                 Some(&format!("\"{version}\"")),
-                json!({"status": "CONFIRMED"}),
+                json!({"status": status, "justification": "test data"}),
             )
             .await;
         assert_eq!(answer.status, 200, "{}", answer.body);
@@ -1419,8 +1423,7 @@ async fn a_triage_batch_is_written_in_one_statement_only_where_its_checkpoint_st
         tenants: &[],
     };
 
-    // Confirming findings changes no figure of their asset: triage the statement can
-    // take. Not triage: the scan's detections and sightings need statements of their own.
+    // Not triage: the scan's detections and sightings need statements of their own.
     let (scan, scanned) = read(ProjectionCheckpoint::default()).await;
     let scanned = ProjectionCheckpoint {
         version: 1,
@@ -1497,12 +1500,24 @@ async fn a_triage_batch_is_written_in_one_statement_only_where_its_checkpoint_st
     let triaged = counters(pool).await;
     assert_ne!(triaged, before);
     assert_eq!(triaged["status_mismatches"], 0);
-    let confirmed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM finding_view WHERE status = 'CONFIRMED'")
+    let statuses: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM finding_view GROUP BY 1 ORDER BY 1")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            ("CONFIRMED".to_owned(), 2),
+            ("FALSE_POSITIVE".to_owned(), 1)
+        ]
+    );
+    let open_on_asset: i64 =
+        sqlx::query_scalar("SELECT open_total FROM asset_view WHERE asset = 'api:1'")
             .fetch_one(pool)
             .await
             .unwrap();
-    assert_eq!(confirmed, 3);
+    assert_eq!(open_on_asset, 2);
     drop(conn);
 
     // And what it wrote is what a replay of the whole history writes.

@@ -35,9 +35,9 @@ pub const NAME: &str = "findings";
 
 impl FindingsProjection {
     /// Applies a live batch and moves its checkpoint in one statement, with no
-    /// transaction, when the batch only changes rows the tables hold in ways their
-    /// assets do not show (triage, the commonest live batch); `false`, with nothing
-    /// written, for any other batch, and when the checkpoint is busy or has moved.
+    /// transaction, when the batch only changes rows the tables hold (triage, the
+    /// commonest live batch); `false`, with nothing written, for any other batch, and
+    /// when the checkpoint is busy or has moved.
     pub async fn apply_in_one_statement(
         &self,
         conn: &mut PgConnection,
@@ -594,23 +594,19 @@ impl Fold {
         events: &[ProjectedEvent],
         advance: &Advance<'_>,
     ) -> Result<bool, ProjectionError> {
-        // A policy change writes while it is folded, and sightings and detections
-        // write sightings, texts and assets: statements of their own.
+        // A policy change writes while it is folded, and scans' sightings and new
+        // findings' texts take statements of their own.
         if events.iter().any(|e| e.aggregate_type != "finding") {
             return Ok(false);
         }
         self.feed(conn, events).await?;
         let deltas = self.take_deltas();
         let changed: Vec<&Row> = self.touched.iter().map(|id| &self.rows[id]).collect();
-        if changed.len() > write::ROWS_PER_STATEMENT
-            || changed.iter().any(|row| !self.stored.contains_key(&row.id))
-            || !deltas.sightings.is_empty()
-            || !deltas.assets.is_empty()
-        {
+        if changed.iter().any(|row| !self.stored.contains_key(&row.id)) {
             return Ok(false);
         }
         match write::rows_and_deltas_advancing(conn, &changed, &deltas, advance).await {
-            Ok(()) => Ok(true),
+            Ok(written) => Ok(written),
             Err(ProjectionError::Database(e)) if checkpoint::refused(&e) => Ok(false),
             Err(e) => Err(e),
         }

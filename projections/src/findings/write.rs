@@ -65,7 +65,7 @@ pub(super) async fn load_policies(
 }
 
 /// Rows per statement: a bound on the size of one message, not a tuning knob.
-pub(super) const ROWS_PER_STATEMENT: usize = 10_000;
+const ROWS_PER_STATEMENT: usize = 10_000;
 
 /// Rows travel as one array per column (binary, no JSON to parse): tags, an array
 /// per row, as the text of a PostgreSQL array literal. Rows the table has are
@@ -118,20 +118,26 @@ pub(super) async fn rows_and_deltas(
     Ok(())
 }
 
-/// A live batch's rows and counters, and its checkpoint's move, in one statement
-/// outside any transaction ([`Advance::sql`]): none of it is written if the
-/// checkpoint is busy or has moved. No asset refresh: the caller sends only batches
-/// whose assets' figures stay.
+/// A live batch's rows, counters and assets, and its checkpoint's move, in one
+/// statement outside any transaction ([`Advance::sql`]): none of it is written if
+/// the checkpoint is busy or has moved. `false`, with nothing written, for a batch
+/// that needs other statements too (sightings, or assets without counters to
+/// refresh them from).
 pub(super) async fn rows_and_deltas_advancing(
     conn: &mut PgConnection,
     rows: &[&Row],
     d: &Deltas,
     advance: &Advance<'_>,
-) -> Result<(), ProjectionError> {
-    debug_assert!(d.assets.is_empty() && d.sightings.is_empty());
-    let rows = sorted(rows);
+) -> Result<bool, ProjectionError> {
     let counters = Counters::of(d);
-    let mut ctes = Vec::with_capacity(3);
+    if !d.sightings.is_empty()
+        || rows.len() > ROWS_PER_STATEMENT
+        || (counters.is_none() && !d.assets.is_empty())
+    {
+        return Ok(false);
+    }
+    let rows = sorted(rows);
+    let mut ctes = Vec::with_capacity(4);
     let mut next = 1;
     if !rows.is_empty() {
         ctes.push(row_ctes(false));
@@ -139,6 +145,14 @@ pub(super) async fn rows_and_deltas_advancing(
     }
     if counters.is_some() {
         ctes.push(Counters::ctes(next));
+        if !d.assets.is_empty() {
+            // `$next` is the first of the counters' binds: the rows of finding_counts.
+            ctes.push(format!(
+                "assets AS ({})",
+                assets_sql(next + Counters::BINDS, Some(next))
+            ));
+            next += 1;
+        }
         next += Counters::BINDS;
     }
     ctes.push(Advance::sql(next));
@@ -149,9 +163,12 @@ pub(super) async fn rows_and_deltas_advancing(
     }
     if let Some(counters) = counters {
         query = counters.bind(query);
+        if !d.assets.is_empty() {
+            query = query.bind(touched_assets(&d.assets));
+        }
     }
     advance.bind(query).execute(&mut *conn).await?;
-    Ok(())
+    Ok(true)
 }
 
 fn sorted<'r>(rows: &[&'r Row]) -> Vec<&'r Row> {
@@ -478,14 +495,44 @@ async fn refresh_assets(
     conn: &mut PgConnection,
     assets: &BTreeMap<(Uuid, String), chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), ProjectionError> {
-    let touched: Vec<Value> = assets
+    sqlx::query(&assets_sql(1, None))
+        .bind(touched_assets(assets))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn touched_assets(assets: &BTreeMap<(Uuid, String), chrono::DateTime<chrono::Utc>>) -> Value {
+    assets
         .iter()
         .map(|((tenant, asset), last_seen)| {
             json!({"tenant_id": tenant, "asset": asset, "last_seen": last_seen})
         })
-        .collect();
+        .collect()
+}
+
+/// The upsert of the touched assets' rows (bind `$assets`) from their counters: as
+/// stored, or, in the statement whose CTEs add the counter rows of bind `$counts` to
+/// them (CTEs all see the tables as they were), as stored plus those rows, summed
+/// per severity and status before any row is asked whether it counts anything.
+fn assets_sql(assets: usize, counts: Option<usize>) -> String {
+    let counters = match counts {
+        None => "finding_counts".to_owned(),
+        Some(counts) => format!(
+            "(SELECT tenant_id, asset, severity, status, sum(count) AS count FROM ( \
+                 SELECT f.tenant_id, f.asset, f.severity, f.status, f.count \
+                 FROM finding_counts f \
+                 JOIN jsonb_to_recordset(${assets}) AS k(tenant_id uuid, asset text) \
+                   ON f.tenant_id = k.tenant_id AND f.asset = k.asset \
+                 UNION ALL \
+                 SELECT tenant_id, asset, severity, status, count \
+                 FROM jsonb_to_recordset(${counts}) AS d(tenant_id uuid, asset text, \
+                     severity text, status text, count bigint)) AS u \
+               GROUP BY 1, 2, 3, 4)"
+        ),
+    };
     let open = "c.status IN ('OPEN', 'CONFIRMED')";
-    let sql = format!(
+    format!(
         "INSERT INTO asset_view AS a (tenant_id, asset, total, open_total, open_critical, \
              open_high, open_medium, open_low, open_info, worst_rank, last_seen) \
          SELECT t.tenant_id, t.asset, \
@@ -500,8 +547,8 @@ async fn refresh_assets(
                  WHEN 'MEDIUM' THEN 2 WHEN 'LOW' THEN 1 ELSE 0 END) \
                  FILTER (WHERE {open} AND c.count > 0), -1), \
              t.last_seen \
-         FROM jsonb_to_recordset($1) AS t(tenant_id uuid, asset text, last_seen timestamptz) \
-         LEFT JOIN finding_counts c ON c.tenant_id = t.tenant_id AND c.asset = t.asset \
+         FROM jsonb_to_recordset(${assets}) AS t(tenant_id uuid, asset text, last_seen timestamptz) \
+         LEFT JOIN {counters} c ON c.tenant_id = t.tenant_id AND c.asset = t.asset \
          GROUP BY t.tenant_id, t.asset, t.last_seen \
          ON CONFLICT (tenant_id, asset) DO UPDATE SET total = EXCLUDED.total, \
              open_total = EXCLUDED.open_total, open_critical = EXCLUDED.open_critical, \
@@ -509,12 +556,7 @@ async fn refresh_assets(
              open_low = EXCLUDED.open_low, open_info = EXCLUDED.open_info, \
              worst_rank = EXCLUDED.worst_rank, \
              last_seen = GREATEST(a.last_seen, EXCLUDED.last_seen)"
-    );
-    sqlx::query(&sql)
-        .bind(Value::Array(touched))
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    )
 }
 
 /// A new SLA policy: every deadline of the tenant moves, and the open-by-deadline
