@@ -4,9 +4,10 @@
 //!
 //! The contract every projection follows: it is handed batches of events in commit
 //! order and applies each batch inside the caller's transaction, which also moves the
-//! projection's checkpoint (see [`checkpoint`]). A batch is therefore applied
-//! completely or not at all, and a batch delivered again after a crash is skipped by
-//! the checkpoint before it reaches the projection.
+//! projection's checkpoint (see [`checkpoint`]); or, live, applies it and moves the
+//! checkpoint itself, both or neither ([`Projection::apply_advancing`]). A batch is
+//! therefore applied completely or not at all, and a batch delivered again after a
+//! crash is skipped by the checkpoint before it reaches the projection.
 
 use std::sync::Arc;
 
