@@ -540,7 +540,7 @@ impl Fold {
             write::rows(conn, &new, true).await?;
             write::deltas(conn, &deltas).await?;
         } else {
-            write::rows_and_deltas(conn, &changed, &deltas).await?;
+            write::rows_and_deltas(conn, &changed, &deltas, None).await?;
         }
         if !std::mem::take(&mut self.texts_written) {
             write::texts(conn, &new, self.replaying()).await?;
@@ -605,7 +605,7 @@ impl Fold {
         if changed.iter().any(|row| !self.stored.contains_key(&row.id)) {
             return Ok(false);
         }
-        match write::rows_and_deltas_advancing(conn, &changed, &deltas, advance).await {
+        match write::rows_and_deltas(conn, &changed, &deltas, Some(advance)).await {
             Ok(written) => Ok(written),
             Err(ProjectionError::Database(e)) if checkpoint::refused(&e) => Ok(false),
             Err(e) => Err(e),

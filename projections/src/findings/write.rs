@@ -84,56 +84,38 @@ pub(super) async fn rows(
     Ok(())
 }
 
-/// A live batch's rows and counters in one statement: a batch of a few status
-/// changes is a handful of round trips, and on a busy server each costs more than
-/// the rows it carries. The assets are refreshed after it, from the counters.
+/// A live batch's rows, counters and touched assets in one statement: a batch of a
+/// few status changes is a handful of round trips, and on a busy server each costs
+/// more than the rows it carries. With `advance`, the checkpoint's move too
+/// ([`Advance::sql`]), so that the statement needs no transaction: none of it is
+/// written if the checkpoint is busy or has moved.
+///
+/// `false`, with nothing written, for a batch that will not go in one statement
+/// with `advance` (sightings to write, more rows than a statement carries, assets
+/// but no counters to refresh them from). Without `advance` such a batch is written
+/// in several statements.
 pub(super) async fn rows_and_deltas(
     conn: &mut PgConnection,
     rows: &[&Row],
     d: &Deltas,
-) -> Result<(), ProjectionError> {
-    let counters = Counters::of(d);
-    match counters {
-        Some(counters) if !rows.is_empty() && rows.len() <= ROWS_PER_STATEMENT => {
-            let sql = format!(
-                "WITH {}, {} SELECT 1",
-                row_ctes(false),
-                Counters::ctes(ROW_BINDS + 1)
-            );
-            counters
-                .bind(bind_rows(sqlx::query(&sql), &sorted(rows)))
-                .execute(&mut *conn)
-                .await?;
-        }
-        _ => {
-            self::rows(conn, rows, false).await?;
-            if let Some(counters) = counters {
-                counters.execute(conn).await?;
-            }
-        }
-    }
-    if !d.assets.is_empty() {
-        refresh_assets(conn, &d.assets).await?;
-    }
-    Ok(())
-}
-
-/// A live batch's rows, counters and assets, and its checkpoint's move, in one
-/// statement outside any transaction ([`Advance::sql`]): none of it is written if
-/// the checkpoint is busy or has moved. `false`, with nothing written, for a batch
-/// that needs other statements too (sightings, or assets without counters to
-/// refresh them from).
-pub(super) async fn rows_and_deltas_advancing(
-    conn: &mut PgConnection,
-    rows: &[&Row],
-    d: &Deltas,
-    advance: &Advance<'_>,
+    advance: Option<&Advance<'_>>,
 ) -> Result<bool, ProjectionError> {
     let counters = Counters::of(d);
-    if !d.sightings.is_empty()
-        || rows.len() > ROWS_PER_STATEMENT
-        || (counters.is_none() && !d.assets.is_empty())
-    {
+    let assets = !d.assets.is_empty();
+    if rows.len() > ROWS_PER_STATEMENT || (counters.is_none() && assets) {
+        if advance.is_some() {
+            return Ok(false);
+        }
+        self::rows(conn, rows, false).await?;
+        if let Some(counters) = counters {
+            counters.execute(conn).await?;
+        }
+        if assets {
+            refresh_assets(conn, &d.assets).await?;
+        }
+        return Ok(true);
+    }
+    if advance.is_some() && !d.sightings.is_empty() {
         return Ok(false);
     }
     let rows = sorted(rows);
@@ -145,7 +127,7 @@ pub(super) async fn rows_and_deltas_advancing(
     }
     if counters.is_some() {
         ctes.push(Counters::ctes(next));
-        if !d.assets.is_empty() {
+        if assets {
             // `$next` is the first of the counters' binds: the rows of finding_counts.
             ctes.push(format!(
                 "assets AS ({})",
@@ -155,19 +137,28 @@ pub(super) async fn rows_and_deltas_advancing(
         }
         next += Counters::BINDS;
     }
-    ctes.push(Advance::sql(next));
-    let sql = format!("WITH {}", ctes.join(", "));
+    let sql = match advance {
+        Some(_) => {
+            ctes.push(Advance::sql(next));
+            format!("WITH {}", ctes.join(", "))
+        }
+        None if ctes.is_empty() => return Ok(true),
+        None => format!("WITH {} SELECT 1", ctes.join(", ")),
+    };
     let mut query = sqlx::query(&sql);
     if !rows.is_empty() {
         query = bind_rows(query, &rows);
     }
     if let Some(counters) = counters {
         query = counters.bind(query);
-        if !d.assets.is_empty() {
+        if assets {
             query = query.bind(touched_assets(&d.assets));
         }
     }
-    advance.bind(query).execute(&mut *conn).await?;
+    if let Some(advance) = advance {
+        query = advance.bind(query);
+    }
+    query.execute(&mut *conn).await?;
     Ok(true)
 }
 
