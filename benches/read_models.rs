@@ -13,8 +13,11 @@
 //! see below); `--keep` (leave the scratch database for EXPLAIN by hand, printing its
 //! name); `--database NAME` (reuse a database a `--keep` run left, skipping the load; it is
 //! never dropped); `--only queries|lag`; `--sql` (time every SQL statement during the lag
-//! runs, grouped by statement); `--markdown FILE` (also write the summary as the
-//! `bench:read-models` section that `scripts/bench.sh` splices into docs/benchmarks.md).
+//! runs, grouped by statement); `--nats-split` (also subscribe to the stream, and split
+//! the NATS lag at the moment each event reached NATS: relay, then consumer; the extra
+//! subscriber adds load, so it is off by default); `--markdown FILE` (also write the
+//! summary as the `bench:read-models` section that `scripts/bench.sh` splices into
+//! docs/benchmarks.md).
 //!
 //! Runs against a scratch database `vulnledger_bench_<uuid>` on TEST_DATABASE_URL (default
 //! postgres://postgres@127.0.0.1:5432/postgres), dropped at the end (also when a step
@@ -116,6 +119,10 @@ struct Plan {
     only: Option<String>,
     /// `--sql`: time every SQL statement of the lag runs (sqlx's query log).
     sql: bool,
+    /// `--nats-split`: also hear every event on the NATS stream, to split the NATS
+    /// lag into the relay's part and the consumer's. Off by default: the extra
+    /// subscriber is more work for the server and this process.
+    nats_split: bool,
     /// `--markdown FILE`: also write the summary as docs/benchmarks.md's
     /// `bench:read-models` section (scripts/bench.sh splices it in).
     markdown: Option<String>,
@@ -149,6 +156,7 @@ impl Plan {
                 database: None,
                 only: None,
                 sql: false,
+                nats_split: false,
                 markdown: None,
             }
         } else {
@@ -167,6 +175,7 @@ impl Plan {
                 database: None,
                 only: None,
                 sql: false,
+                nats_split: false,
                 markdown: None,
             }
         };
@@ -205,6 +214,7 @@ impl Plan {
                 "--nats-url" => plan.nats = Nats::Url(value(&mut rest, &a)?),
                 "--keep" => plan.keep = true,
                 "--sql" => plan.sql = true,
+                "--nats-split" => plan.nats_split = true,
                 "--database" => plan.database = Some(value(&mut rest, &a)?),
                 "--markdown" => plan.markdown = Some(value(&mut rest, &a)?),
                 "--only" => {
@@ -355,6 +365,7 @@ async fn run(plan: Plan, url: String, reused: bool) -> anyhow::Result<()> {
             &pool,
             &server.caches,
             batch,
+            None,
             &mut table,
         )
         .await?;
@@ -401,6 +412,7 @@ async fn run(plan: Plan, url: String, reused: bool) -> anyhow::Result<()> {
                 &pool,
                 &server.caches,
                 batch,
+                plan.nats_split.then_some(nats_url.as_str()),
                 &mut table,
             )
             .await?;
@@ -1263,6 +1275,77 @@ impl Listener {
     }
 }
 
+/// Hears every event the relay publishes, on a plain NATS subscription of its own
+/// thread: when each position reached the NATS server, so that the NATS lag splits
+/// into the relay's part (store → stream) and the consumer's (stream → read model).
+struct StreamWatch {
+    arrived: Arc<Mutex<Vec<(i64, Instant)>>>,
+    stop: CancellationToken,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl StreamWatch {
+    async fn start(nats_url: &str) -> anyhow::Result<Self> {
+        let arrived = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn({
+            let (url, arrived, stop) = (nats_url.to_owned(), arrived.clone(), stop.clone());
+            move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let client = async_nats::connect(url).await?;
+                    let mut subscription = client
+                        .subscribe(format!("{}.>", vulnledger::bus::SUBJECT_PREFIX))
+                        .await?;
+                    client.flush().await?;
+                    let _ = ready_tx.send(());
+                    loop {
+                        let message = tokio::select! {
+                            () = stop.cancelled() => return Ok(()),
+                            m = futures::StreamExt::next(&mut subscription) => m,
+                        };
+                        let Some(message) = message else {
+                            anyhow::bail!("the NATS subscription ended");
+                        };
+                        let at = Instant::now();
+                        let position = serde_json::from_slice::<Value>(&message.payload)
+                            .ok()
+                            .and_then(|v| v.get("position").and_then(Value::as_i64));
+                        if let Some(position) = position {
+                            arrived.lock().unwrap().push((position, at));
+                        }
+                    }
+                })
+            }
+        });
+        ready_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the NATS watch thread failed to start"))?;
+        Ok(Self {
+            arrived,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// When each position was first heard on the stream.
+    fn finish(mut self) -> anyhow::Result<std::collections::HashMap<i64, Instant>> {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("the NATS watch thread panicked"))??;
+        }
+        let mut first = std::collections::HashMap::new();
+        for (position, at) in std::mem::take(&mut *self.arrived.lock().unwrap()) {
+            first.entry(position).or_insert(at);
+        }
+        Ok(first)
+    }
+}
+
 struct Sent {
     scheduled: Instant,
     sent: Instant,
@@ -1283,6 +1366,7 @@ async fn lag(
     pool: &PgPool,
     caches: &vulnledger::read_models::Caches,
     findings: Vec<(Uuid, i64)>,
+    nats: Option<&str>,
     table: &mut Table,
 ) -> anyhow::Result<()> {
     let warm = plan.warm_up_commands(rate).min(findings.len() / 2);
@@ -1300,6 +1384,10 @@ async fn lag(
         println!("CHECKPOINT failed ({e}): this run may pay for the previous writes");
     }
     let listener = Listener::start(url).await?;
+    let stream = match nats {
+        Some(nats) => Some(StreamWatch::start(nats).await?),
+        None => None,
+    };
     let horizon = HorizonWatch::start(pool.clone());
     if plan.sql {
         *CAPTURE.lock().unwrap() = Some(Vec::new());
@@ -1425,6 +1513,7 @@ async fn lag(
         }
     }
     let heard = listener.finish()?;
+    let arrived = stream.map(StreamWatch::finish).transpose()?;
     let statements = CAPTURE.lock().unwrap().take();
     let held = horizon.finish().await;
 
@@ -1460,6 +1549,8 @@ async fn lag(
     let mut sent_to_visible = Vec::new();
     let mut command = Vec::new();
     let mut slip = Vec::new();
+    let mut ack_to_stream = Vec::new();
+    let mut stream_to_visible = Vec::new();
     let mut unseen = 0;
     for s in &measured {
         command.push(s.acked - s.sent);
@@ -1474,6 +1565,10 @@ async fn lag(
             Some(h) => {
                 ack_to_visible.push(h.at.saturating_duration_since(s.acked));
                 sent_to_visible.push(h.at.saturating_duration_since(s.sent));
+                if let Some(on_stream) = arrived.as_ref().and_then(|a| a.get(&key.1)) {
+                    ack_to_stream.push(on_stream.saturating_duration_since(s.acked));
+                    stream_to_visible.push(h.at.saturating_duration_since(*on_stream));
+                }
             }
             None => unseen += 1,
         }
@@ -1511,6 +1606,36 @@ async fn lag(
         "  {batches} checkpoint notifications (projection batches) heard; last answer {:.1} s after start",
         (last_ack - start).as_secs_f64()
     );
+    if arrived.is_some() {
+        let (a, b) = (Stats::of(&ack_to_stream), Stats::of(&stream_to_visible));
+        println!(
+            "  of which ack → on the NATS stream (relay): p50 {} p99 {} max {}; \
+             on the stream → visible (consumer): p50 {} p99 {} max {} ({} events heard on the stream)",
+            fmt_ms(a.p50),
+            fmt_ms(a.p99),
+            fmt_ms(a.max),
+            fmt_ms(b.p50),
+            fmt_ms(b.p99),
+            fmt_ms(b.max),
+            ack_to_stream.len()
+        );
+        table.row(
+            &format!("lag {label}, {rate}/s: command answer → published on NATS (relay)"),
+            thousands(ack_to_stream.len() as u64),
+            fmt_ms(a.p50),
+            fmt_ms(a.p99),
+            fmt_ms(a.max),
+            String::new(),
+        );
+        table.row(
+            &format!("lag {label}, {rate}/s: published on NATS → visible (consumer)"),
+            thousands(stream_to_visible.len() as u64),
+            fmt_ms(b.p50),
+            fmt_ms(b.p99),
+            fmt_ms(b.max),
+            String::new(),
+        );
+    }
     if unseen > 0 {
         println!("  WARNING: {unseen} acknowledged events were not seen applied within 300 s of the last answer");
     }
