@@ -412,7 +412,7 @@ async fn run(plan: Plan, url: String, reused: bool) -> anyhow::Result<()> {
                 &pool,
                 &server.caches,
                 batch,
-                plan.nats_split.then_some(nats_url.as_str()),
+                plan.nats_split.then_some((nats_url.as_str(), tenant)),
                 &mut table,
             )
             .await?;
@@ -1285,7 +1285,9 @@ struct StreamWatch {
 }
 
 impl StreamWatch {
-    async fn start(nats_url: &str) -> anyhow::Result<Self> {
+    /// Hears the events of `tenant` only: a shared server (`--nats-url`) carries
+    /// other databases' events too, whose positions mean nothing here.
+    async fn start(nats_url: &str, tenant: Uuid) -> anyhow::Result<Self> {
         let arrived = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -1298,7 +1300,7 @@ impl StreamWatch {
                 runtime.block_on(async move {
                     let client = async_nats::connect(url).await?;
                     let mut subscription = client
-                        .subscribe(format!("{}.>", vulnledger::bus::SUBJECT_PREFIX))
+                        .subscribe(format!("{}.{tenant}.>", vulnledger::bus::SUBJECT_PREFIX))
                         .await?;
                     client.flush().await?;
                     let _ = ready_tx.send(());
@@ -1366,7 +1368,7 @@ async fn lag(
     pool: &PgPool,
     caches: &vulnledger::read_models::Caches,
     findings: Vec<(Uuid, i64)>,
-    nats: Option<&str>,
+    nats: Option<(&str, Uuid)>,
     table: &mut Table,
 ) -> anyhow::Result<()> {
     let warm = plan.warm_up_commands(rate).min(findings.len() / 2);
@@ -1385,7 +1387,7 @@ async fn lag(
     }
     let listener = Listener::start(url).await?;
     let stream = match nats {
-        Some(nats) => Some(StreamWatch::start(nats).await?),
+        Some((nats, tenant)) => Some(StreamWatch::start(nats, tenant).await?),
         None => None,
     };
     let horizon = HorizonWatch::start(pool.clone());
