@@ -1275,7 +1275,7 @@ impl Listener {
     }
 }
 
-/// Hears every event the relay publishes, on a plain NATS subscription of its own
+/// Hears the events the relay publishes, on a plain NATS subscription of its own
 /// thread: when each position reached the NATS server, so that the NATS lag splits
 /// into the relay's part (store → stream) and the consumer's (stream → read model).
 struct StreamWatch {
@@ -1298,7 +1298,10 @@ impl StreamWatch {
                     .enable_all()
                     .build()?;
                 runtime.block_on(async move {
-                    let client = async_nats::connect(url).await?;
+                    // Through the product's connect: it passes on a URL's credentials.
+                    let client =
+                        vulnledger::bus::connect(&url, |o| o.name("vulnledger-bench-watch"))
+                            .await?;
                     let mut subscription = client
                         .subscribe(format!("{}.{tenant}.>", vulnledger::bus::SUBJECT_PREFIX))
                         .await?;
