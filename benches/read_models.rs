@@ -1211,144 +1211,122 @@ struct Heard {
     position: i64,
 }
 
-/// Listens to the projections' channel on a thread of its own (so that its timestamps
-/// do not wait for the busy runtime that runs the server and the load).
-struct Listener {
-    heard: Arc<Mutex<Vec<Heard>>>,
+/// What a source tells, each with when it was heard, recorded on a thread of its own
+/// (so that its timestamps do not wait for the busy runtime that runs the server and
+/// the load).
+struct Recorder<T> {
+    heard: Arc<Mutex<Vec<T>>>,
     stop: CancellationToken,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    /// What it listens to, for errors.
+    what: &'static str,
 }
 
-impl Listener {
-    async fn start(url: &str) -> anyhow::Result<Self> {
+impl<T: Send + 'static> Recorder<T> {
+    /// Runs `listen` on a current-thread runtime of a thread of its own, until
+    /// [`finish`](Self::finish); it sends on `ready` once it hears everything.
+    async fn start<F, Fut>(what: &'static str, listen: F) -> anyhow::Result<Self>
+    where
+        F: FnOnce(Arc<Mutex<Vec<T>>>, tokio::sync::oneshot::Sender<()>, CancellationToken) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
         let heard = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::spawn({
-            let (url, heard, stop) = (url.to_owned(), heard.clone(), stop.clone());
+            let (heard, stop) = (heard.clone(), stop.clone());
             move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
+                tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .build()?;
-                runtime.block_on(async move {
-                    let mut listener = PgListener::connect(&url).await?;
-                    listener.listen(checkpoint::CHANNEL).await?;
-                    let _ = ready_tx.send(());
-                    loop {
-                        let n = tokio::select! {
-                            () = stop.cancelled() => return Ok(()),
-                            n = listener.recv() => n?,
-                        };
-                        let at = Instant::now();
-                        let mut parts = n.payload().split(' ');
-                        if parts.next() != Some("findings") {
-                            continue;
-                        }
-                        let (Some(Ok(txid)), Some(Ok(position))) = (
-                            parts.next().map(str::parse::<i64>),
-                            parts.next().map(str::parse::<i64>),
-                        ) else {
-                            continue;
-                        };
-                        heard.lock().unwrap().push(Heard { at, txid, position });
-                    }
-                })
+                    .build()?
+                    .block_on(listen(heard, ready_tx, stop))
             }
         });
         ready_rx
             .await
-            .map_err(|_| anyhow::anyhow!("the LISTEN thread failed to start"))?;
+            .map_err(|_| anyhow::anyhow!("the {what} thread failed to start"))?;
         Ok(Self {
             heard,
             stop,
             thread: Some(thread),
+            what,
         })
     }
 
-    fn finish(mut self) -> anyhow::Result<Vec<Heard>> {
+    fn finish(mut self) -> anyhow::Result<Vec<T>> {
         self.stop.cancel();
         if let Some(t) = self.thread.take() {
             t.join()
-                .map_err(|_| anyhow::anyhow!("the LISTEN thread panicked"))??;
+                .map_err(|_| anyhow::anyhow!("the {} thread panicked", self.what))??;
         }
         Ok(std::mem::take(&mut *self.heard.lock().unwrap()))
     }
 }
 
-/// Hears the events the relay publishes, on a plain NATS subscription of its own
-/// thread: when each position reached the NATS server, so that the NATS lag splits
-/// into the relay's part (store → stream) and the consumer's (stream → read model).
-struct StreamWatch {
-    arrived: Arc<Mutex<Vec<(i64, Instant)>>>,
-    stop: CancellationToken,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+/// The checkpoints the projection announces on its channel.
+async fn listen_to_checkpoints(url: &str) -> anyhow::Result<Recorder<Heard>> {
+    let url = url.to_owned();
+    Recorder::start("LISTEN", move |heard, ready, stop| async move {
+        let mut listener = PgListener::connect(&url).await?;
+        listener.listen(checkpoint::CHANNEL).await?;
+        let _ = ready.send(());
+        loop {
+            let n = tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                n = listener.recv() => n?,
+            };
+            let at = Instant::now();
+            let mut parts = n.payload().split(' ');
+            if parts.next() != Some("findings") {
+                continue;
+            }
+            let (Some(Ok(txid)), Some(Ok(position))) = (
+                parts.next().map(str::parse::<i64>),
+                parts.next().map(str::parse::<i64>),
+            ) else {
+                continue;
+            };
+            heard.lock().unwrap().push(Heard { at, txid, position });
+        }
+    })
+    .await
 }
 
-impl StreamWatch {
-    /// Hears the events of `tenant` only: a shared server (`--nats-url`) carries
-    /// other databases' events too, whose positions mean nothing here.
-    async fn start(nats_url: &str, tenant: Uuid) -> anyhow::Result<Self> {
-        let arrived = Arc::new(Mutex::new(Vec::new()));
-        let stop = CancellationToken::new();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::spawn({
-            let (url, arrived, stop) = (nats_url.to_owned(), arrived.clone(), stop.clone());
-            move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async move {
-                    // Through the product's connect: it passes on a URL's credentials.
-                    let client =
-                        vulnledger::bus::connect(&url, |o| o.name("vulnledger-bench-watch"))
-                            .await?;
-                    let mut subscription = client
-                        .subscribe(format!("{}.{tenant}.>", vulnledger::bus::SUBJECT_PREFIX))
-                        .await?;
-                    client.flush().await?;
-                    let _ = ready_tx.send(());
-                    loop {
-                        let message = tokio::select! {
-                            () = stop.cancelled() => return Ok(()),
-                            m = futures::StreamExt::next(&mut subscription) => m,
-                        };
-                        let Some(message) = message else {
-                            anyhow::bail!("the NATS subscription ended");
-                        };
-                        let at = Instant::now();
-                        let position = serde_json::from_slice::<Value>(&message.payload)
-                            .ok()
-                            .and_then(|v| v.get("position").and_then(Value::as_i64));
-                        if let Some(position) = position {
-                            arrived.lock().unwrap().push((position, at));
-                        }
-                    }
-                })
+/// The events the relay publishes, heard on a plain NATS subscription: when each
+/// position reached the NATS server, so that the NATS lag splits into the relay's part
+/// (store → stream) and the consumer's (stream → read model). Only `tenant`'s: a shared
+/// server (`--nats-url`) carries other databases' events too, whose positions mean
+/// nothing here.
+async fn watch_stream(nats_url: &str, tenant: Uuid) -> anyhow::Result<Recorder<(i64, Instant)>> {
+    let url = nats_url.to_owned();
+    Recorder::start("NATS watch", move |arrived, ready, stop| async move {
+        // Through the product's connect: it passes on a URL's credentials.
+        let client = vulnledger::bus::connect(&url, |o| o.name("vulnledger-bench-watch")).await?;
+        let mut subscription = client
+            .subscribe(format!("{}.{tenant}.>", vulnledger::bus::SUBJECT_PREFIX))
+            .await?;
+        client.flush().await?;
+        let _ = ready.send(());
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                m = futures::StreamExt::next(&mut subscription) => m,
+            };
+            let Some(message) = message else {
+                anyhow::bail!("the NATS subscription ended");
+            };
+            let at = Instant::now();
+            let position = serde_json::from_slice::<Value>(&message.payload)
+                .ok()
+                .and_then(|v| v.get("position").and_then(Value::as_i64));
+            if let Some(position) = position {
+                arrived.lock().unwrap().push((position, at));
             }
-        });
-        ready_rx
-            .await
-            .map_err(|_| anyhow::anyhow!("the NATS watch thread failed to start"))?;
-        Ok(Self {
-            arrived,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// When each position was first heard on the stream.
-    fn finish(mut self) -> anyhow::Result<std::collections::HashMap<i64, Instant>> {
-        self.stop.cancel();
-        if let Some(t) = self.thread.take() {
-            t.join()
-                .map_err(|_| anyhow::anyhow!("the NATS watch thread panicked"))??;
         }
-        let mut first = std::collections::HashMap::new();
-        for (position, at) in std::mem::take(&mut *self.arrived.lock().unwrap()) {
-            first.entry(position).or_insert(at);
-        }
-        Ok(first)
-    }
+    })
+    .await
 }
 
 struct Sent {
@@ -1388,9 +1366,9 @@ async fn lag(
     if let Err(e) = sqlx::raw_sql("CHECKPOINT").execute(pool).await {
         println!("CHECKPOINT failed ({e}): this run may pay for the previous writes");
     }
-    let listener = Listener::start(url).await?;
+    let listener = listen_to_checkpoints(url).await?;
     let stream = match nats {
-        Some((nats, tenant)) => Some(StreamWatch::start(nats, tenant).await?),
+        Some((nats, tenant)) => Some(watch_stream(nats, tenant).await?),
         None => None,
     };
     let horizon = HorizonWatch::start(pool.clone());
@@ -1518,7 +1496,17 @@ async fn lag(
         }
     }
     let heard = listener.finish()?;
-    let arrived = stream.map(StreamWatch::finish).transpose()?;
+    // When each position was first heard on the stream.
+    let arrived = match stream {
+        Some(stream) => {
+            let mut first = std::collections::HashMap::new();
+            for (position, at) in stream.finish()? {
+                first.entry(position).or_insert(at);
+            }
+            Some(first)
+        }
+        None => None,
+    };
     let statements = CAPTURE.lock().unwrap().take();
     let held = horizon.finish().await;
 
