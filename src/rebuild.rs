@@ -6,9 +6,7 @@
 //!    [`Replay::deferred_keys`]).
 //! 2. Replay: the whole store, through the same ordered reader and the same
 //!    projection code as the live worker, into the shadow tables (the projection's
-//!    SQL names its tables unqualified; `search_path` points it at the shadow). What
-//!    the replay lets go of is written on a second connection while it folds on
-//!    ([`Replay::write_beside`]).
+//!    SQL names its tables unqualified; `search_path` points it at the shadow).
 //!    Secondary indexes, and the deferred keys, are created afterwards, with their
 //!    original names: building an index once is cheaper than maintaining it row by row.
 //! 3. Swap, in one transaction: lock the projection's checkpoint row (a live batch
@@ -171,13 +169,15 @@ pub async fn rebuild(
             }
         }
     });
-    // One connection for the whole replay, and one more for what it writes while it
-    // folds on, their search_path on the shadow schema; they are closed afterwards
-    // rather than handed back to the pool with that setting.
-    let mut conn = replay_connection(pool, &shadow).await?;
-    if let Some(replay) = &mut replay {
-        replay.write_beside(replay_connection(pool, &shadow).await?);
-    }
+    // One connection for the whole replay, its search_path on the shadow schema; it
+    // is closed afterwards rather than handed back to the pool with that setting.
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query(&format!("SET search_path TO {shadow}, public"))
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("SET synchronous_commit TO off")
+        .execute(&mut conn)
+        .await?;
     while let Some(batch) = incoming.recv().await {
         let Some((fresh, next)) = after(&at, batch?) else {
             continue;
@@ -307,19 +307,6 @@ async fn build(pool: &PgPool, statements: Vec<&String>, memory: &str) -> anyhow:
     }
     conn.close().await?;
     Ok(())
-}
-
-/// A connection of its own (not the pool's) that writes into the shadow schema and
-/// does not wait for the WAL flush: an interrupted rebuild starts over.
-async fn replay_connection(pool: &PgPool, shadow: &str) -> anyhow::Result<PgConnection> {
-    let mut conn = pool.acquire().await?.detach();
-    sqlx::query(&format!("SET search_path TO {shadow}, public"))
-        .execute(&mut conn)
-        .await?;
-    sqlx::query("SET synchronous_commit TO off")
-        .execute(&mut conn)
-        .await?;
-    Ok(conn)
 }
 
 fn reader_checkpoint(at: &ProjectionCheckpoint) -> Checkpoint {

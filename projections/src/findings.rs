@@ -13,7 +13,6 @@
 //! caller were to hand the same batch over again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -28,10 +27,7 @@ use vulnledger_aggregates::{
 
 use crate::{checkpoint, Advance, ProjectedEvent, Projection, ProjectionError, Replay};
 
-mod behind;
 mod write;
-
-use behind::{WriteBehind, WriteOut};
 
 pub struct FindingsProjection;
 
@@ -154,7 +150,7 @@ impl Replay for FindingsReplay {
                 // Sightings never change once written: they go out alone, and the
                 // rows stay held, to be written once.
                 let sightings = std::mem::take(&mut self.fold.deltas.sightings);
-                self.fold.write_sightings(conn, sightings).await?;
+                self.fold.write_sightings(conn, &sightings).await?;
             }
         }
         Ok(())
@@ -168,8 +164,6 @@ impl Replay for FindingsReplay {
         conn: &mut PgConnection,
     ) -> Result<&'static [&'static str], ProjectionError> {
         let fold = &mut self.fold;
-        // The texts of the rows written behind must be in before their indexes.
-        fold.drain().await?;
         let new: Vec<&Row> = fold
             .touched
             .iter()
@@ -183,9 +177,6 @@ impl Replay for FindingsReplay {
 
     async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
         self.fold.flush(conn).await?;
-        if let Some(behind) = self.fold.behind.take() {
-            behind.close().await?;
-        }
         // A scan whose sightings went out in two writes may have had the same
         // finding in both (seen by the scan, then reopened by it, say).
         let repeated: Vec<Uuid> = self.fold.repeated_scans.iter().copied().collect();
@@ -194,10 +185,6 @@ impl Replay for FindingsReplay {
 
     fn deferred_keys(&self) -> &'static [&'static str] {
         APPENDED_BY_REPLAY
-    }
-
-    fn write_beside(&mut self, conn: PgConnection) {
-        self.fold.behind = Some(WriteBehind::new(conn));
     }
 }
 
@@ -350,11 +337,8 @@ impl Deltas {
     }
 }
 
-/// Rows held in memory by a replay before they are written out and dropped. A
-/// write-out behind the fold keeps its rows until it is done, so a replay holds up
-/// to twice this many: with 500k, a rebuild of 3.6M events peaked at the 2.1 GB that
-/// 1M had reached without writing behind, and took as long as with 1M.
-const REPLAY_MAX_ROWS: usize = 500_000;
+/// Rows held in memory by a replay before they are written out and dropped.
+const REPLAY_MAX_ROWS: usize = 1_000_000;
 /// Sightings held by a replay before they are written out.
 const REPLAY_MAX_SIGHTINGS: usize = 1_000_000;
 
@@ -389,9 +373,6 @@ pub(crate) struct Fold {
     /// The texts of the rows the next flush writes are written already
     /// ([`FindingsReplay::finish_early`]).
     texts_written: bool,
-    /// For a replay given a second connection: where the rows it lets go of are
-    /// written while it folds on.
-    behind: Option<WriteBehind>,
 }
 
 impl Default for Fold {
@@ -407,7 +388,6 @@ impl Default for Fold {
             sighted_scans: HashSet::new(),
             repeated_scans: HashSet::new(),
             texts_written: false,
-            behind: None,
         }
     }
 }
@@ -452,18 +432,8 @@ impl Fold {
             if event.aggregate_type == "settings" && event.event_type == "SlaPolicyChanged" {
                 self.apply(conn, &events[start..i]).await?;
                 let changed: SlaPolicyChanged = event.decode()?;
-                if self.behind.is_some() {
-                    // Behind, after the rows: the fold's own connection writes
-                    // nothing while a write is under way, which could wait on its
-                    // uncommitted rows while the fold waited on it. Waited for, as
-                    // the rows it holds are read back with their new deadlines.
-                    self.write_behind(Some((event.tenant_id, changed.policy)))
-                        .await?;
-                    self.drain().await?;
-                } else {
-                    self.flush(conn).await?;
-                    write::change_policy(conn, event.tenant_id, &changed.policy).await?;
-                }
+                self.flush(conn).await?;
+                write::change_policy(conn, event.tenant_id, &changed.policy).await?;
                 // Held rows have stale deadlines now; the tables have the right ones.
                 self.drop_rows();
                 self.policies.insert(event.tenant_id, changed.policy);
@@ -504,17 +474,6 @@ impl Fold {
         missing.retain(|id| self.may_be_stored(id));
         missing.sort_unstable();
         missing.dedup();
-        if let Some(behind) = &self.behind {
-            // Rows still being written are taken as they will be stored.
-            missing.retain(|id| match behind.row(id) {
-                Some(row) => {
-                    self.stored.insert(*id, row.contribution());
-                    self.rows.insert(*id, row.clone());
-                    false
-                }
-                None => true,
-            });
-        }
         for row in write::load_rows(conn, &missing).await? {
             self.stored.insert(row.id, row.contribution());
             self.rows.insert(row.id, row);
@@ -570,11 +529,6 @@ impl Fold {
     /// Writes the changed rows and the counters' differences; drops the held rows
     /// when there are too many to keep.
     pub(crate) async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
-        if self.behind.is_some() && self.rows.len() >= self.max_rows {
-            return self.write_behind(None).await;
-        }
-        // What is written here must follow what is being written behind.
-        self.drain().await?;
         let deltas = self.take_deltas();
         let changed: Vec<&Row> = self.touched.iter().map(|id| &self.rows[id]).collect();
         let (new, known): (Vec<&Row>, Vec<&Row>) = changed
@@ -591,8 +545,7 @@ impl Fold {
         if !std::mem::take(&mut self.texts_written) {
             write::texts(conn, &new, self.replaying()).await?;
         }
-        self.note_sightings(&deltas.sightings);
-        write::sightings(conn, &deltas.sightings, self.replaying()).await?;
+        self.write_sightings(conn, &deltas.sightings).await?;
         if self.rows.len() >= self.max_rows {
             self.touched.clear();
             self.drop_rows();
@@ -603,46 +556,6 @@ impl Fold {
         }
         self.touched.clear();
         Ok(())
-    }
-
-    /// [`flush`](Self::flush) of a replay that holds too many rows, handed to the
-    /// writer behind it, then a tenant's new SLA `policy` if there is one: the rows
-    /// go with the write-out, which still answers for them until it is done.
-    async fn write_behind(
-        &mut self,
-        policy: Option<(Uuid, SlaPolicy)>,
-    ) -> Result<(), ProjectionError> {
-        let deltas = self.take_deltas();
-        let stored = &self.stored;
-        let (new, known): (Vec<Uuid>, Vec<Uuid>) = self
-            .touched
-            .drain()
-            .partition(|id| !stored.contains_key(id));
-        self.note_sightings(&deltas.sightings);
-        if let Some(dropped) = &mut self.dropped {
-            dropped.extend(self.rows.keys().copied());
-        }
-        self.stored.clear();
-        let out = WriteOut {
-            rows: Arc::new(std::mem::take(&mut self.rows)),
-            known,
-            new,
-            texts: !std::mem::take(&mut self.texts_written),
-            deltas,
-            policy,
-        };
-        match &mut self.behind {
-            Some(behind) => behind.start(out).await,
-            None => Err(ProjectionError::WriterLost),
-        }
-    }
-
-    /// Waits for what is being written behind, if anything.
-    async fn drain(&mut self) -> Result<(), ProjectionError> {
-        match &mut self.behind {
-            Some(behind) => behind.drain().await,
-            None => Ok(()),
-        }
     }
 
     /// The differences the touched rows make to the counters, with the assets whose
@@ -699,24 +612,13 @@ impl Fold {
         }
     }
 
-    /// Writes sightings alone: a live batch skips those the table has; a replay
-    /// appends them, behind when it can.
+    /// Writes sightings: a live batch skips those the table has; a replay appends
+    /// them and notes the scans it wrote sightings of before.
     async fn write_sightings(
         &mut self,
         conn: &mut PgConnection,
-        sightings: HashSet<(Uuid, Uuid, Uuid)>,
+        sightings: &HashSet<(Uuid, Uuid, Uuid)>,
     ) -> Result<(), ProjectionError> {
-        self.note_sightings(&sightings);
-        match &mut self.behind {
-            Some(behind) => behind.start(WriteOut::sightings(sightings)).await,
-            None => write::sightings(conn, &sightings, self.replaying()).await,
-        }
-    }
-
-    /// For a replay, which appends sightings without looking at what the table
-    /// holds: notes the scans whose sightings it writes, and those it writes more
-    /// than once (the only ones that may repeat).
-    fn note_sightings(&mut self, sightings: &HashSet<(Uuid, Uuid, Uuid)>) {
         if self.replaying() {
             let scans: HashSet<Uuid> = sightings.iter().map(|(_, scan, _)| *scan).collect();
             for scan in scans {
@@ -725,6 +627,7 @@ impl Fold {
                 }
             }
         }
+        write::sightings(conn, sightings, self.replaying()).await
     }
 }
 

@@ -66,9 +66,6 @@ pub enum ProjectionError {
     },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    /// A replay's writer on its second connection stopped before it was done.
-    #[error("the replay's writer stopped before its write was done")]
-    WriterLost,
 }
 
 /// A read model fed by events.
@@ -179,12 +176,6 @@ pub trait Replay: Send {
     fn deferred_keys(&self) -> &'static [&'static str] {
         &[]
     }
-
-    /// A second connection, set up as the one it is fed with (same tables, same
-    /// settings), on which it may write what it lets go of while it folds on: the
-    /// fold keeps a client core busy and the writes a server core. Without one, it
-    /// writes in turn with folding. Ignored by default.
-    fn write_beside(&mut self, _conn: PgConnection) {}
 }
 
 /// Every projection the product runs.
