@@ -49,17 +49,16 @@ impl Listener {
                             n = listener.recv() => n?,
                         };
                         let at = Instant::now();
-                        let mut parts = n.payload().split(' ');
-                        if parts.next() != Some("findings") {
-                            continue;
-                        }
-                        let (Some(Ok(txid)), Some(Ok(position))) = (
-                            parts.next().map(str::parse::<i64>),
-                            parts.next().map(str::parse::<i64>),
-                        ) else {
+                        let Some(notice) = checkpoint::Notice::parse(n.payload())
+                            .filter(|notice| notice.name == "findings")
+                        else {
                             continue;
                         };
-                        heard.lock().unwrap().push(Heard { at, txid, position });
+                        heard.lock().unwrap().push(Heard {
+                            at,
+                            txid: notice.at.txid,
+                            position: notice.at.position,
+                        });
                     }
                 })
             }
