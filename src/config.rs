@@ -39,6 +39,10 @@ pub struct Config {
 impl Config {
     /// Reads everything `serve` needs.
     pub fn from_env() -> Result<Self, ConfigError> {
+        // Read by each rebuild, also the one a worker starts after a projection's
+        // version changed: checked here too, so that a bad value stops the process
+        // at once rather than that worker, later.
+        crate::rebuild::max_rows()?;
         Ok(Self {
             database_url: database_url()?,
             database_max_connections: parse("DATABASE_MAX_CONNECTIONS", 20, |v: &u32| {
@@ -107,7 +111,7 @@ pub(crate) fn optional(variable: &'static str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn parse<T>(
+pub(crate) fn parse<T>(
     variable: &'static str,
     default: T,
     valid: impl Fn(&T) -> bool,

@@ -22,7 +22,7 @@ use anyhow::Context;
 use sqlx::{Connection, PgConnection, PgPool};
 #[cfg(doc)]
 use vulnledger_projections::Replay;
-use vulnledger_projections::{checkpoint, Projection, ProjectionCheckpoint};
+use vulnledger_projections::{checkpoint, Projection, ProjectionCheckpoint, DEFAULT_REPLAY_ROWS};
 
 use crate::projector::{after, into_projected};
 use crate::store::{Checkpoint, OrderedReader};
@@ -44,6 +44,17 @@ const INDEX_MEMORY_DEFAULT: &str = "1GB";
 fn index_memory() -> String {
     crate::config::optional(INDEX_MEMORY_VARIABLE)
         .unwrap_or_else(|| INDEX_MEMORY_DEFAULT.to_owned())
+}
+
+/// The environment variable that bounds the rows a rebuild's replay holds in memory
+/// before it writes them out and forgets them ([`DEFAULT_REPLAY_ROWS`] by default).
+/// A tenant with more findings than that rebuilds slower: rows written out are read
+/// back and written again as later scans see them. Memory is the price, about 1.6 GB
+/// of the rebuilding process per million rows held (`docs/operations.md`).
+pub const MAX_ROWS_VARIABLE: &str = "REBUILD_MAX_ROWS";
+
+pub(crate) fn max_rows() -> Result<usize, crate::config::ConfigError> {
+    crate::config::parse(MAX_ROWS_VARIABLE, DEFAULT_REPLAY_ROWS, |rows| *rows >= 1)
 }
 
 /// Sets `maintenance_work_mem` on `conn` for the rest of its session (`local`:
@@ -110,6 +121,7 @@ pub async fn rebuild(
     mut progress: impl FnMut(Progress),
 ) -> anyhow::Result<Rebuilt> {
     let started = Instant::now();
+    let max_rows = max_rows()?;
     let shadow = format!("rebuild_{}", projection.name());
     // Two rebuilds of one projection would share the shadow schema. The lock is the
     // session's, on a connection of its own, and goes with it.
@@ -130,7 +142,7 @@ pub async fn rebuild(
     let mut check = guard.begin().await?;
     set_index_memory(&mut check, &index_memory, true).await?;
     check.rollback().await?;
-    let mut replay = projection.replay();
+    let mut replay = projection.replay(max_rows);
     let deferred = replay.as_ref().map_or(&[][..], |r| r.deferred_keys());
     let (mut indexes, keys) = prepare_shadow(pool, projection.as_ref(), &shadow, deferred).await?;
     // The highest position: an estimate of the count (positions have gaps where

@@ -79,6 +79,20 @@ fn a_missing_or_invalid_environment_value_names_the_variable() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("BIND_ADDR"), "{}", stderr(&out));
 
+    // Read only by a rebuild, which a worker of `serve` may start much later.
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x")
+        .env("REBUILD_MAX_ROWS", "a million")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid environment variable REBUILD_MAX_ROWS: \"a million\""),
+        "{}",
+        stderr(&out)
+    );
+
     // A NATS_URL that cannot be used stops `serve` and `relay` at start, without
     // repeating the URL (it may hold a password).
     for command in ["serve", "relay"] {
@@ -399,16 +413,48 @@ fn openapi_prints_the_3_1_document_without_a_database() {
     assert!(doc["paths"]["/api/v1/api-keys"]["post"].is_object());
 }
 
-/// `vulnledger projections …` with `REBUILD_MAINTENANCE_WORK_MEM` set to `memory`.
-fn projections_with_index_memory(database_url: &str, args: &[&str], memory: &str) -> Output {
+/// `vulnledger projections …` with the environment variables `env` set.
+fn projections_with(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BIN)
         .arg("projections")
         .args(args)
         .env("DATABASE_URL", database_url)
-        .env("REBUILD_MAINTENANCE_WORK_MEM", memory)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .output()
         .unwrap()
+}
+
+/// Every row of the findings projection's tables, as one digest per table.
+async fn read_model(pool: &sqlx::PgPool) -> serde_json::Value {
+    let tables = [
+        "finding_view",
+        "finding_status",
+        "finding_text",
+        "finding_scans",
+        "finding_counts",
+        "tenant_counts",
+        "daily_counts",
+        "open_due_counts",
+        "asset_view",
+    ];
+    let mut digests = serde_json::Map::new();
+    for table in tables {
+        // Counters that went back to zero may stay as rows or never be written.
+        let zero = if table.ends_with("_counts") && table != "daily_counts" {
+            "WHERE count <> 0"
+        } else {
+            ""
+        };
+        let digest: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t {zero}"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        digests.insert(table.to_owned(), digest.into());
+    }
+    digests.into()
 }
 
 async fn shadow_schemas(pool: &sqlx::PgPool) -> i64 {
@@ -419,7 +465,7 @@ async fn shadow_schemas(pool: &sqlx::PgPool) -> i64 {
 }
 
 #[tokio::test]
-async fn projections_rebuild_refuses_unknown_names_and_index_memory_before_writing_anything() {
+async fn projections_rebuild_refuses_unknown_names_and_bad_settings_before_writing_anything() {
     let db = common::fresh_db().await;
     let demo = vulnledger(
         Some(&db.url),
@@ -449,7 +495,11 @@ async fn projections_rebuild_refuses_unknown_names_and_index_memory_before_writi
         ("lots", "invalid value for parameter"),
         ("64kB", "outside the valid range"),
     ] {
-        let refused = projections_with_index_memory(&db.url, &["rebuild", "findings"], memory);
+        let refused = projections_with(
+            &db.url,
+            &["rebuild", "findings"],
+            &[("REBUILD_MAINTENANCE_WORK_MEM", memory)],
+        );
         assert!(!refused.status.success());
         let message = stderr(&refused);
         let last = message.lines().last().unwrap_or_default();
@@ -463,7 +513,31 @@ async fn projections_rebuild_refuses_unknown_names_and_index_memory_before_writi
         assert_eq!(count(&db.pool, "finding_view").await, before);
     }
 
-    let rebuilt = projections_with_index_memory(&db.url, &["rebuild", "findings"], "64MB");
+    // So is a bound on the rows a replay holds that is not a whole number above 0.
+    for rows in ["lots", "0", "-5", "1.5"] {
+        let refused = projections_with(
+            &db.url,
+            &["rebuild", "findings"],
+            &[("REBUILD_MAX_ROWS", rows)],
+        );
+        assert!(!refused.status.success());
+        let message = stderr(&refused);
+        let last = message.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(&format!(
+                "error: invalid environment variable REBUILD_MAX_ROWS: {rows:?}"
+            )),
+            "{message}"
+        );
+        assert_eq!(shadow_schemas(&db.pool).await, 0);
+        assert_eq!(count(&db.pool, "finding_view").await, before);
+    }
+
+    let rebuilt = projections_with(
+        &db.url,
+        &["rebuild", "findings"],
+        &[("REBUILD_MAINTENANCE_WORK_MEM", "64MB")],
+    );
     assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
     assert!(
         stdout(&rebuilt).starts_with("findings: ")
@@ -489,4 +563,15 @@ async fn projections_rebuild_refuses_unknown_names_and_index_memory_before_writi
         pages > 0 && visible == pages,
         "{visible} of {pages} pages all-visible"
     );
+
+    // A replay that may hold 7 rows writes most of them out, reads them back as later
+    // scans see them, and swaps in the same tables as one that held them all.
+    let held_all = read_model(&db.pool).await;
+    let rebuilt = projections_with(
+        &db.url,
+        &["rebuild", "findings"],
+        &[("REBUILD_MAX_ROWS", "7")],
+    );
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    assert_eq!(read_model(&db.pool).await, held_all);
 }

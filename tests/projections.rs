@@ -990,7 +990,7 @@ impl vulnledger_projections::Projection for Forgetful {
             .await
     }
 
-    fn replay(&self) -> Option<Box<dyn vulnledger_projections::Replay>> {
+    fn replay(&self, _max_rows: usize) -> Option<Box<dyn vulnledger_projections::Replay>> {
         Some(vulnledger_projections::findings::replay_holding(self.0))
     }
 }

@@ -99,11 +99,15 @@ impl Projection for FindingsProjection {
         crate::apply_in_transaction(self, conn, events, advance).await
     }
 
-    fn replay(&self) -> Option<Box<dyn Replay>> {
+    fn replay(&self, max_rows: usize) -> Option<Box<dyn Replay>> {
         Some(Box::new(FindingsReplay {
-            fold: Fold::replay(),
+            fold: Fold {
+                max_rows: max_rows.max(1),
+                ..Fold::replay()
+            },
             max_sightings: REPLAY_MAX_SIGHTINGS,
-            step: usize::MAX,
+            // A bound below a rebuild's batch is looked at within the batch too.
+            step: max_rows.max(1),
         }))
     }
 }
@@ -337,8 +341,6 @@ impl Deltas {
     }
 }
 
-/// Rows held in memory by a replay before they are written out and dropped.
-const REPLAY_MAX_ROWS: usize = 1_000_000;
 /// Sightings held by a replay before they are written out.
 const REPLAY_MAX_SIGHTINGS: usize = 1_000_000;
 
@@ -384,7 +386,7 @@ impl Default for Fold {
             deltas: Deltas::default(),
             policies: HashMap::new(),
             dropped: None,
-            max_rows: REPLAY_MAX_ROWS,
+            max_rows: crate::DEFAULT_REPLAY_ROWS,
             sighted_scans: HashSet::new(),
             repeated_scans: HashSet::new(),
             texts_written: false,

@@ -104,9 +104,10 @@ pub trait Projection: Send + Sync {
     }
 
     /// A replay of the whole history into empty tables that nothing else writes (a
-    /// rebuild), which may hold state across batches; `None` replays with
-    /// [`apply`](Self::apply), batch by batch.
-    fn replay(&self) -> Option<Box<dyn Replay>> {
+    /// rebuild), which may hold state across batches, up to `max_rows` of its rows
+    /// at a time ([`DEFAULT_REPLAY_ROWS`] unless the operator says otherwise);
+    /// `None` replays with [`apply`](Self::apply), batch by batch.
+    fn replay(&self, _max_rows: usize) -> Option<Box<dyn Replay>> {
         None
     }
 }
@@ -142,6 +143,14 @@ pub async fn apply_in_transaction<P: Projection + ?Sized>(
         Ok(false)
     }
 }
+
+/// The rows a replay holds in memory before it writes them out and forgets them,
+/// unless told otherwise. A rebuild's fold writes each row once while it holds the
+/// row; a row written out and then changed by a later event is read back and written
+/// again, so a tenant with more findings than this rebuilds slower (one tenant of 3M
+/// findings in 372–400 s, three of 1M with as many events in 212 s). The findings
+/// replay's process peaked at about 2.1 GB holding 1M rows.
+pub const DEFAULT_REPLAY_ROWS: usize = 1_000_000;
 
 /// A projection replaying history in bulk: what it is fed and finally writes must
 /// equal what [`Projection::apply`] would have written for the same events.
