@@ -427,19 +427,9 @@ fn projections_with(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> 
 
 /// Every row of the findings projection's tables, as one digest per table.
 async fn read_model(pool: &sqlx::PgPool) -> serde_json::Value {
-    let tables = [
-        "finding_view",
-        "finding_status",
-        "finding_text",
-        "finding_scans",
-        "finding_counts",
-        "tenant_counts",
-        "daily_counts",
-        "open_due_counts",
-        "asset_view",
-    ];
+    use vulnledger_projections::Projection;
     let mut digests = serde_json::Map::new();
-    for table in tables {
+    for &table in vulnledger_projections::FindingsProjection.tables() {
         // Counters that went back to zero may stay as rows or never be written.
         let zero = if table.ends_with("_counts") && table != "daily_counts" {
             "WHERE count <> 0"
@@ -455,6 +445,25 @@ async fn read_model(pool: &sqlx::PgPool) -> serde_json::Value {
         digests.insert(table.to_owned(), digest.into());
     }
     digests.into()
+}
+
+/// Runs `vulnledger projections rebuild findings` with `variable` set to `value`,
+/// checks that it failed naming both, with no shadow schema left and `finding_view`
+/// still holding `before` rows, and returns the error line.
+async fn rebuild_refused(db: &common::TestDb, before: i64, variable: &str, value: &str) -> String {
+    let refused = projections_with(&db.url, &["rebuild", "findings"], &[(variable, value)]);
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    let last = message.lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.starts_with(&format!(
+            "error: invalid environment variable {variable}: {value:?}"
+        )),
+        "{message}"
+    );
+    assert_eq!(shadow_schemas(&db.pool).await, 0);
+    assert_eq!(count(&db.pool, "finding_view").await, before);
+    last
 }
 
 async fn shadow_schemas(pool: &sqlx::PgPool) -> i64 {
@@ -495,42 +504,13 @@ async fn projections_rebuild_refuses_unknown_names_and_bad_settings_before_writi
         ("lots", "invalid value for parameter"),
         ("64kB", "outside the valid range"),
     ] {
-        let refused = projections_with(
-            &db.url,
-            &["rebuild", "findings"],
-            &[("REBUILD_MAINTENANCE_WORK_MEM", memory)],
-        );
-        assert!(!refused.status.success());
-        let message = stderr(&refused);
-        let last = message.lines().last().unwrap_or_default();
-        assert!(
-            last.starts_with(&format!(
-                "error: invalid environment variable REBUILD_MAINTENANCE_WORK_MEM: {memory:?}: "
-            )) && last.contains(reason),
-            "{message}"
-        );
-        assert_eq!(shadow_schemas(&db.pool).await, 0);
-        assert_eq!(count(&db.pool, "finding_view").await, before);
+        let refused = rebuild_refused(&db, before, "REBUILD_MAINTENANCE_WORK_MEM", memory).await;
+        assert!(refused.contains(reason), "{refused}");
     }
 
     // So is a bound on the rows a replay holds that is not a whole number above 0.
     for rows in ["lots", "0", "-5", "1.5"] {
-        let refused = projections_with(
-            &db.url,
-            &["rebuild", "findings"],
-            &[("REBUILD_MAX_ROWS", rows)],
-        );
-        assert!(!refused.status.success());
-        let message = stderr(&refused);
-        let last = message.lines().last().unwrap_or_default();
-        assert!(
-            last.starts_with(&format!(
-                "error: invalid environment variable REBUILD_MAX_ROWS: {rows:?}"
-            )),
-            "{message}"
-        );
-        assert_eq!(shadow_schemas(&db.pool).await, 0);
-        assert_eq!(count(&db.pool, "finding_view").await, before);
+        rebuild_refused(&db, before, "REBUILD_MAX_ROWS", rows).await;
     }
 
     let rebuilt = projections_with(
