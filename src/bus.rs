@@ -52,6 +52,9 @@ pub struct CloudEvent {
 pub const TXID_HEADER: &str = "Vulnledger-Txid";
 /// The header that carries the request id of the command that recorded an event.
 pub const REQUEST_ID_HEADER: &str = "Vulnledger-Request-Id";
+/// The header that names the event store a message comes from
+/// ([`crate::store::identity`]): several stores may publish to one stream.
+pub const STORE_HEADER: &str = "Vulnledger-Store";
 
 impl CloudEvent {
     pub fn from_stored(event: &StoredEvent) -> Self {
@@ -262,7 +265,11 @@ pub async fn connect_jetstream(url: &str) -> anyhow::Result<jetstream::Context> 
 
 #[derive(Clone)]
 pub enum Bus {
-    Nats(Box<jetstream::Context>),
+    /// JetStream, publishing as the store `store`.
+    Nats {
+        context: Box<jetstream::Context>,
+        store: uuid::Uuid,
+    },
     /// Subscribers in this process (projection workers). A slow one lags (and is
     /// told so) rather than holding the relay back.
     InProcess(broadcast::Sender<Arc<CloudEvent>>),
@@ -273,11 +280,13 @@ impl Bus {
     /// acknowledgement, so `Ok` means JetStream stored (or deduplicated) them all.
     pub async fn publish_batch(&self, batch: &[Arc<CloudEvent>]) -> anyhow::Result<()> {
         match self {
-            Self::Nats(context) => {
+            Self::Nats { context, store } => {
+                let store = store.to_string();
                 let mut acks = Vec::with_capacity(batch.len());
                 for event in batch {
                     let mut headers = async_nats::HeaderMap::new();
                     headers.insert("Nats-Msg-Id", event.id.as_str());
+                    headers.insert(STORE_HEADER, store.as_str());
                     if let Some(txid) = event.txid {
                         headers.insert(TXID_HEADER, txid.to_string().as_str());
                     }

@@ -10,10 +10,11 @@
 //! Sources, in order:
 //! 1. the store itself, read through the ordered reader from the checkpoint until
 //!    caught up (a new or rebuilt projection, a stream that lost history);
-//! 2. with `NATS_URL`, a durable JetStream pull consumer (`projection-<name>`,
+//! 2. with `NATS_URL`, a durable JetStream pull consumer (`projection-<name>-<store>`,
 //!    acknowledged after commit: one ack for the whole batch, as `AckPolicy::All`
-//!    lets it, or, for a durable created with explicit acks, one per message);
-//!    without it, the store's tail, woken by the same NOTIFY the relay wakes on.
+//!    lets it), which skips the messages of other event stores sharing the NATS
+//!    server; without it, the store's tail, woken by the same NOTIFY the relay
+//!    wakes on.
 //!
 //! One active worker per projection, by advisory lock (`processes::supervise`), so
 //! any number of `serve` or `worker` processes may run.
@@ -47,7 +48,8 @@ pub trait Consumer: Send + Sync {
     /// Its advisory lock and checkpoint key.
     fn name(&self) -> &str;
 
-    /// Its durable JetStream consumer.
+    /// Its durable JetStream consumer's name, to which [`durable_name`] adds the
+    /// store's identity.
     fn durable(&self) -> String {
         self.name().to_owned()
     }
@@ -315,12 +317,40 @@ async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut worker = Worker::start(pool, consumer).await?;
+    let Some(url) = nats_url else {
+        worker.catch_up(&shutdown).await?;
+        return worker.follow_store(&shutdown).await;
+    };
+    // Where the stream ends before the catch-up: whatever the catch-up cannot read
+    // yet is published after it has read, so after this point. A durable made
+    // afterwards starts here, and misses nothing the catch-up left, without reading
+    // the stream's older history (other stores' messages among it). NATS being down
+    // must not stop the catch-up: read models keep up from the store meanwhile.
+    let start = stream_end(&url).await;
     worker.catch_up(&shutdown).await?;
-    match nats_url {
-        Some(url) => worker.follow_nats(&url, &shutdown).await,
-        None => worker.follow_store(&shutdown).await,
-    }
+    let (context, start) = start?;
+    worker.follow_nats(&context, start, &shutdown).await
 }
+
+/// A JetStream connection, and the sequence the next message stored will have.
+async fn stream_end(url: &str) -> anyhow::Result<(async_nats::jetstream::Context, u64)> {
+    let context = bus::connect_jetstream(url).await?;
+    let stream = context.get_stream(bus::STREAM).await?;
+    let next = stream.cached_info().state.last_sequence + 1;
+    Ok((context, next))
+}
+
+/// The durable JetStream consumer of `base` (a [`Consumer::durable`]) for the store
+/// `store`: each store sharing a NATS server has its own.
+pub fn durable_name(base: &str, store: uuid::Uuid) -> String {
+    format!("{base}-{}", store.simple())
+}
+
+/// How long NATS keeps a durable consumer that nobody reads: those of stores that
+/// are gone (a dropped test database, a restored copy) would otherwise stay for
+/// good. A worker away longer finds its durable gone and makes another after
+/// catching up from the store.
+const DURABLE_INACTIVE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub struct Worker {
     pool: PgPool,
@@ -395,10 +425,15 @@ impl Worker {
         }
     }
 
-    async fn follow_nats(&mut self, url: &str, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let context = bus::connect_jetstream(url).await?;
+    async fn follow_nats(
+        &mut self,
+        context: &async_nats::jetstream::Context,
+        start: u64,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let store = crate::store::identity(&self.pool).await?;
+        let durable = durable_name(&self.consumer.durable(), store);
         let stream = context.get_stream(bus::STREAM).await?;
-        let durable = self.consumer.durable();
         let consumer = stream
             .get_or_create_consumer(
                 &durable,
@@ -408,15 +443,14 @@ impl Worker {
                     // One ack, of a batch's last message, covers every message
                     // before it: also those whose acks were lost while NATS was
                     // away, which explicit acks left pending until `ack_wait` had
-                    // them delivered again. A durable created before this keeps its
-                    // explicit acks (JetStream cannot change the policy), and gets
-                    // one per message below.
+                    // them delivered again.
                     ack_policy: AckPolicy::All,
-                    deliver_policy: DeliverPolicy::All,
+                    deliver_policy: DeliverPolicy::ByStartSequence {
+                        start_sequence: start,
+                    },
                     ack_wait: Duration::from_secs(60),
                     max_ack_pending: 20_000,
-                    // Takes effect for a new durable; one created before it had a
-                    // filter keeps delivering everything, which `handle` sorts out.
+                    inactive_threshold: DURABLE_INACTIVE,
                     filter_subject: self
                         .consumer
                         .only()
@@ -425,7 +459,6 @@ impl Worker {
                 },
             )
             .await?;
-        let ack_all = consumer.cached_info().config.ack_policy == AckPolicy::All;
         let mut messages = consumer.messages().await?;
         tracing::info!(consumer = %durable, "following JetStream");
         loop {
@@ -441,68 +474,83 @@ impl Worker {
                     _ => break,
                 }
             }
-            let events = self.decode(&batch).await?;
+            let events = self.decode(&batch, store).await?;
             self.apply(events).await?;
-            let acknowledged = if ack_all {
-                &batch[batch.len() - 1..]
-            } else {
-                &batch[..]
-            };
-            for message in acknowledged {
-                message
-                    .ack()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot acknowledge: {e}"))?;
-            }
+            batch[batch.len() - 1]
+                .ack()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot acknowledge: {e}"))?;
         }
     }
 
-    /// CloudEvents back into events, with the commit-order key (the transaction id)
-    /// and request id that the envelope does not carry: from the relay's headers, or,
-    /// for messages published without them (by an earlier release), from the store.
-    async fn decode(&self, batch: &[Message]) -> anyhow::Result<Vec<ProjectedEvent>> {
-        let envelopes: Vec<CloudEvent> = batch
-            .iter()
-            .map(|m| serde_json::from_slice(&m.payload))
-            .collect::<Result<_, _>>()
-            .context("a message on the event stream is not a vulnledger CloudEvent")?;
-        let mut known = std::collections::HashMap::with_capacity(batch.len());
+    /// This store's CloudEvents in `batch` back into events, with the commit-order
+    /// key (the transaction id) and request id that the envelope does not carry, from
+    /// the relay's headers. Messages of other stores are left out. A message without
+    /// the store's header (published by an earlier release) is looked up in the store
+    /// by its position, and kept only if the event there is the same one.
+    async fn decode(
+        &self,
+        batch: &[Message],
+        store: uuid::Uuid,
+    ) -> anyhow::Result<Vec<ProjectedEvent>> {
+        let store = store.to_string();
+        let mut ours = Vec::with_capacity(batch.len());
         let mut unknown = Vec::new();
-        for (message, envelope) in batch.iter().zip(&envelopes) {
+        for message in batch {
             let header = |name: &str| {
                 let headers = message.headers.as_ref()?;
                 headers.get(name).map(|v| v.as_str().to_owned())
             };
-            match header(bus::TXID_HEADER).and_then(|t| t.parse::<i64>().ok()) {
-                Some(txid) => {
-                    known.insert(envelope.position, (txid, header(bus::REQUEST_ID_HEADER)));
+            match header(bus::STORE_HEADER) {
+                Some(other) if other != store => continue,
+                from => {
+                    let envelope: CloudEvent = serde_json::from_slice(&message.payload)
+                        .context("a message on the event stream is not a vulnledger CloudEvent")?;
+                    let txid = header(bus::TXID_HEADER).and_then(|t| t.parse::<i64>().ok());
+                    match (from, txid) {
+                        (Some(_), Some(txid)) => {
+                            let request_id = header(bus::REQUEST_ID_HEADER);
+                            ours.push(from_cloud_event(envelope, txid, request_id)?);
+                        }
+                        _ => unknown.push(envelope),
+                    }
                 }
-                None => unknown.push(envelope.position),
             }
         }
         if !unknown.is_empty() {
-            let stored: Vec<(i64, i64, Option<String>)> = sqlx::query_as(
-                "SELECT position, txid::text::bigint, metadata->>'request_id' \
+            let positions: Vec<i64> = unknown.iter().map(|e| e.position).collect();
+            let stored: Vec<(i64, String, i64, i64, Option<String>)> = sqlx::query_as(
+                "SELECT position, aggregate_id, sequence, txid::text::bigint, \
+                        metadata->>'request_id' \
                  FROM UNNEST($1::bigint[]) AS k(position) JOIN events USING (position)",
             )
-            .bind(&unknown)
+            .bind(&positions)
             .fetch_all(&self.pool)
             .await?;
-            known.extend(
-                stored
-                    .into_iter()
-                    .map(|(position, txid, request_id)| (position, (txid, request_id))),
-            );
+            let stored: std::collections::HashMap<i64, _> = stored
+                .into_iter()
+                .map(|(position, aggregate, sequence, txid, request_id)| {
+                    (position, (aggregate, sequence, txid, request_id))
+                })
+                .collect();
+            for envelope in unknown {
+                match stored.get(&envelope.position) {
+                    Some((aggregate, sequence, txid, request_id))
+                        if *aggregate == envelope.subject && *sequence == envelope.sequence =>
+                    {
+                        let (txid, request_id) = (*txid, request_id.clone());
+                        ours.push(from_cloud_event(envelope, txid, request_id)?);
+                    }
+                    _ => tracing::debug!(
+                        event = %envelope.id,
+                        "skipping a message without a store header that is not this store's"
+                    ),
+                }
+            }
+            // Commit order is what `handle` relies on; the lookups came last.
+            ours.sort_by_key(|e| (e.txid, e.position));
         }
-        envelopes
-            .into_iter()
-            .map(|e| {
-                let (txid, request_id) = known.get(&e.position).cloned().with_context(|| {
-                    format!("event {} on the stream is not in this event store", e.id)
-                })?;
-                from_cloud_event(e, txid, request_id)
-            })
-            .collect()
+        Ok(ours)
     }
 
     /// Applies what `events` holds past the checkpoint, with the new checkpoint, in

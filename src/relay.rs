@@ -68,7 +68,12 @@ pub async fn run_nats(pool: PgPool, url: String, shutdown: CancellationToken) {
     supervise(NAME, pool, shutdown, move |pool, shutdown| {
         let url = url.clone();
         async move {
-            let mut target = Target::Nats { url, bus: None };
+            let store = crate::store::identity(&pool).await?;
+            let mut target = Target::Nats {
+                url,
+                store,
+                bus: None,
+            };
             let mut at = load_checkpoint(&pool, NAME).await?;
             relay(&pool, &mut target, &mut at, Some(NAME), &shutdown).await
         }
@@ -93,6 +98,7 @@ enum Target {
     /// Connected lazily, and again after any failure.
     Nats {
         url: String,
+        store: uuid::Uuid,
         bus: Option<Bus>,
     },
     InProcess(Bus),
@@ -101,9 +107,12 @@ enum Target {
 impl Target {
     async fn bus(&mut self) -> anyhow::Result<&Bus> {
         match self {
-            Self::Nats { url, bus } => {
+            Self::Nats { url, store, bus } => {
                 if bus.is_none() {
-                    *bus = Some(Bus::Nats(Box::new(bus::connect_jetstream(url).await?)));
+                    *bus = Some(Bus::Nats {
+                        context: Box::new(bus::connect_jetstream(url).await?),
+                        store: *store,
+                    });
                     tracing::info!(process = NAME, "connected to NATS JetStream");
                 }
                 Ok(bus.as_ref().expect("just connected"))

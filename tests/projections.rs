@@ -552,13 +552,6 @@ async fn read_models_fed_through_jetstream_lose_nothing_when_nats_stops_and_rest
     let app = common::spawn_app_with(|c| c.nats_url = Some(url)).await;
     let session = app.signed_in("acme", Role::Admin).await;
     let api = Api::new(&app, &session);
-    let report = |path: &str| {
-        std::fs::read(format!(
-            "{}/../shared/fixtures/reports/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    };
 
     let first = api
         .import(
@@ -573,7 +566,8 @@ async fn read_models_fed_through_jetstream_lose_nothing_when_nats_stops_and_rest
     // The projection really consumed JetStream: its durable consumer exists.
     let js = nats.jetstream().await;
     let stream = js.get_stream("VULNLEDGER_EVENTS").await.unwrap();
-    assert!(stream.consumer_info("projection-findings").await.is_ok());
+    let durable = durable(&app.db.pool, "projection-findings").await;
+    assert!(stream.consumer_info(&durable).await.is_ok());
 
     nats.stop();
     // Commands never wait for NATS.
@@ -604,7 +598,12 @@ async fn read_models_fed_through_jetstream_lose_nothing_when_nats_stops_and_rest
     // Every message is acknowledged, those whose acks were lost while NATS was away
     // too: none waits to be delivered again. With explicit acks, 96 and then 17 of
     // them waited for `ack_wait` (60 s) in two of three runs.
-    until_acknowledged(&stream, "projection-findings").await;
+    until_acknowledged(&stream, &durable).await;
+}
+
+/// The name of the durable consumer `base` for the store of `pool`.
+async fn durable(pool: &PgPool, base: &str) -> String {
+    projector::durable_name(base, vulnledger::store::identity(pool).await.unwrap())
 }
 
 /// Waits (30 s at most) until `durable` has every message delivered and acknowledged.
@@ -625,45 +624,152 @@ async fn until_acknowledged(stream: &async_nats::jetstream::stream::Stream, dura
     }
 }
 
-/// JetStream cannot change a durable's ack policy, so a consumer an earlier release
-/// created with explicit acks keeps them, and must still get one per message: an ack
-/// of the batch's last message alone would leave the rest to be delivered again.
-#[tokio::test]
-async fn a_durable_created_with_explicit_acks_is_acknowledged_message_by_message() {
-    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-    let nats = common::nats::NatsServer::start(common::nats::free_port()).await;
-    let js = nats.jetstream().await;
-    let stream = js
-        .get_or_create_stream(vulnledger::bus::stream_config())
-        .await
-        .unwrap();
-    stream
-        .create_consumer(pull::Config {
-            durable_name: Some("projection-findings".into()),
-            ack_policy: AckPolicy::Explicit,
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let url = nats.url();
-    let app = common::spawn_app_with(|c| c.nats_url = Some(url)).await;
-    let session = app.signed_in("acme", Role::Admin).await;
-    let api = Api::new(&app, &session);
-    let report = std::fs::read(format!(
-        "{}/../shared/fixtures/reports/grype/many_vulns.json",
+fn report(path: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../shared/fixtures/reports/{path}",
         env!("CARGO_MANIFEST_DIR")
     ))
-    .unwrap();
+    .unwrap()
+}
 
-    let imported = api.import("registry/a:1", "grype", report).await;
+/// Two event stores may publish to one NATS server (staging beside production, a
+/// test database beside a developer's). The stream and its subjects are shared, so
+/// each store's workers must apply every event of their own store, and none of the
+/// other's.
+#[tokio::test]
+async fn two_stores_sharing_one_nats_server_each_project_their_own_events_only() {
+    let nats = common::nats::NatsServer::start(common::nats::free_port()).await;
+    let (url_a, url_b) = (nats.url(), nats.url());
+    let a = common::spawn_app_with(|c| c.nats_url = Some(url_a)).await;
+    let b = common::spawn_app_with(|c| c.nats_url = Some(url_b)).await;
+    let (session_a, session_b) = (
+        a.signed_in("acme", Role::Admin).await,
+        b.signed_in("acme", Role::Admin).await,
+    );
+    let (api_a, api_b) = (Api::new(&a, &session_a), Api::new(&b, &session_b));
+    let reports = [
+        ("trivy", "trivy/legacy_many_vulns.json"),
+        ("grype", "grype/check_all_fields.json"),
+        ("sarif", "sarif/codeQL-output.sarif"),
+        ("cyclonedx", "cyclonedx/log4j.json"),
+    ];
+    let (mut new_a, mut new_b, mut last_a, mut last_b) = (0, 0, 0, 0);
+    // Interleaved, each store with its own mix, so that their positions overlap.
+    for i in 0..reports.len() {
+        let (scanner, path) = reports[i];
+        let imported = api_a.import(&format!("a/{i}"), scanner, report(path)).await;
+        new_a += imported.body["findings"]["new"].as_i64().unwrap();
+        last_a = imported.position();
+        let (scanner, path) = reports[(i + 1) % reports.len()];
+        let imported = api_b.import(&format!("b/{i}"), scanner, report(path)).await;
+        new_b += imported.body["findings"]["new"].as_i64().unwrap();
+        last_b = imported.position();
+        if i == 0 {
+            // Once more in A, so that the two stores hold different findings.
+            let imported = api_a
+                .import("a/extra", "grype", report("grype/check_all_fields.json"))
+                .await;
+            new_a += imported.body["findings"]["new"].as_i64().unwrap();
+            last_a = imported.position();
+        }
+    }
+    assert_ne!(new_a, new_b);
+
+    for (app, session, api, last, new) in [
+        (&a, &session_a, &api_a, last_a, new_a),
+        (&b, &session_b, &api_b, last_b, new_b),
+    ] {
+        let k = read_when_applied(api, "/api/v1/dashboard/kpis", last).await;
+        assert_eq!(k["totalFindings"], new, "{k}");
+        let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM finding_view")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(tenants, [session.tenant_id], "no other store's findings");
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM finding_view")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, new);
+        let stream = nats
+            .jetstream()
+            .await
+            .get_stream(vulnledger::bus::STREAM)
+            .await
+            .unwrap();
+        until_acknowledged(&stream, &durable(&app.db.pool, "projection-findings").await).await;
+    }
+    // Both stores' messages are in the one stream.
+    let js = nats.jetstream().await;
+    let stream = js.get_stream(vulnledger::bus::STREAM).await.unwrap();
+    let stored = stream.cached_info().state.messages as i64;
+    let events = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        stored,
+        events(a.db.pool.clone()).await + events(b.db.pool.clone()).await
+    );
+}
+
+/// A store that starts beside a stream already full of another store's messages
+/// starts its durable consumers where the stream ends: what came before is either in
+/// its own store, read by the catch-up, or none of its business.
+#[tokio::test]
+async fn a_new_store_sharing_a_stream_does_not_read_the_history_already_in_it() {
+    let nats = common::nats::NatsServer::start(common::nats::free_port()).await;
+    let url = nats.url();
+    let first = common::spawn_app_with(|c| c.nats_url = Some(url)).await;
+    let session = first.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&first, &session);
+    let imported = api
+        .import("registry/a:1", "grype", report("grype/many_vulns.json"))
+        .await;
+    read_when_applied(&api, "/api/v1/dashboard/kpis", imported.position()).await;
+    let js = nats.jetstream().await;
+    let earlier: u64 = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events")
+        .fetch_one(&first.db.pool)
+        .await
+        .unwrap() as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut stream = js.get_stream(vulnledger::bus::STREAM).await.unwrap();
+    while stream.info().await.unwrap().state.messages < earlier {
+        assert!(std::time::Instant::now() < deadline, "never published");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let url = nats.url();
+    let second = common::spawn_app_with(|c| c.nats_url = Some(url)).await;
+    let session = second.signed_in("acme", Role::Admin).await;
+    let api = Api::new(&second, &session);
+    let imported = api
+        .import(
+            "registry/b:1",
+            "grype",
+            report("grype/check_all_fields.json"),
+        )
+        .await;
     let k = read_when_applied(&api, "/api/v1/dashboard/kpis", imported.position()).await;
     assert_eq!(k["totalFindings"], imported.body["findings"]["new"]);
-
-    until_acknowledged(&stream, "projection-findings").await;
-    let info = stream.consumer_info("projection-findings").await.unwrap();
-    assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
-    assert!(info.delivered.stream_sequence > 1, "{info:?}");
+    let durable = durable(&second.db.pool, "projection-findings").await;
+    until_acknowledged(&stream, &durable).await;
+    let own: u64 = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events")
+        .fetch_one(&second.db.pool)
+        .await
+        .unwrap() as u64;
+    let info = stream.consumer_info(&durable).await.unwrap();
+    assert!(
+        earlier > own,
+        "{earlier} earlier messages, {own} of its own"
+    );
+    assert!(
+        info.delivered.consumer_sequence <= own,
+        "{} messages delivered to a store of {own} events: {info:?}",
+        info.delivered.consumer_sequence
+    );
 }
 
 /// The relay now sends each event's transaction id and request id as headers, so
@@ -686,7 +792,8 @@ async fn a_worker_applies_events_that_an_earlier_relay_published_without_headers
     // store first); from here on it learns of events from the stream only.
     let stream = js.get_stream(vulnledger::bus::STREAM).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while stream.consumer_info("projection-findings").await.is_err() {
+    let durable = durable(pool, "projection-findings").await;
+    while stream.consumer_info(&durable).await.is_err() {
         assert!(
             std::time::Instant::now() < deadline,
             "the worker never subscribed"
@@ -723,8 +830,20 @@ async fn a_worker_applies_events_that_an_earlier_relay_published_without_headers
     .map(StoredRow::into_event)
     .collect();
     assert!(!events.is_empty());
-    for event in &events {
-        let envelope = vulnledger::bus::CloudEvent::from_stored(event);
+    // Ahead of them, another store's message, also without headers, at the position
+    // of one of these events: it must not be taken for that event.
+    let detected = events
+        .iter()
+        .find(|e| e.event_type == "FindingDetected")
+        .unwrap();
+    let mut foreign = vulnledger::bus::CloudEvent::from_stored(detected);
+    let other = Uuid::new_v4();
+    foreign.subject = other.to_string();
+    foreign.id = format!("{other}:1");
+    foreign.data["details"]["title"] = json!("another store's finding");
+    let mut published = vec![foreign];
+    published.extend(events.iter().map(vulnledger::bus::CloudEvent::from_stored));
+    for envelope in published {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", envelope.id.as_str());
         js.publish_with_headers(
@@ -847,7 +966,10 @@ async fn with_nats_an_approval_reaches_its_finding_through_the_approvals_consume
     let js = nats.jetstream().await;
     let stream = js.get_stream("VULNLEDGER_EVENTS").await.unwrap();
     assert!(
-        stream.consumer_info("approvals").await.is_ok(),
+        stream
+            .consumer_info(&durable(&app.db.pool, "approvals").await)
+            .await
+            .is_ok(),
         "the process manager follows JetStream"
     );
     // The read models see the acceptance too.
@@ -872,13 +994,6 @@ async fn a_rebuild_swaps_in_the_same_rows_while_commands_and_the_live_worker_go_
     let app = common::spawn_app().await;
     let session = app.signed_in("acme", Role::Analyst).await;
     let api = Api::new(&app, &session);
-    let report = |path: &str| {
-        std::fs::read(format!(
-            "{}/../shared/fixtures/reports/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    };
     let first = api
         .import("registry/a:1", "grype", report("grype/many_vulns.json"))
         .await;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use serde_json::{json, Value};
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 use vulnledger::bus::CloudEvent;
 use vulnledger_aggregates::Role;
@@ -119,6 +120,8 @@ async fn wait_for_messages(js: &jetstream::Context, count: u64, within: Duration
 struct Received {
     subject: String,
     msg_id: String,
+    /// The `Vulnledger-Store` header.
+    store: Option<String>,
     envelope: Value,
 }
 
@@ -149,9 +152,15 @@ async fn read_stream(js: &jetstream::Context) -> Vec<Received> {
             .expect("a Nats-Msg-Id header")
             .as_str()
             .to_owned();
+        let store = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(vulnledger::bus::STORE_HEADER))
+            .map(|v| v.as_str().to_owned());
         received.push(Received {
             subject: message.subject.to_string(),
             msg_id,
+            store,
             envelope: serde_json::from_slice(&message.payload).expect("JSON payload"),
         });
     }
@@ -179,10 +188,12 @@ async fn a_subscriber_receives_a_valid_cloudevent_for_every_event_in_aggregate_o
     assert_eq!(received_ids, ids, "one CloudEvent per event");
     assert_eq!(received.len(), ids.len(), "no duplicates");
 
+    let store = vulnledger::store::identity(&app.db.pool).await.unwrap();
     let mut last_sequence: HashMap<String, (i64, i64)> = HashMap::new();
     for r in &received {
         let e = &r.envelope;
         assert_eq!(r.msg_id, e["id"], "Nats-Msg-Id is the CloudEvent id");
+        assert_eq!(r.store, Some(store.to_string()), "the store's header");
         assert_eq!(e["specversion"], "1.0");
         assert_eq!(e["datacontenttype"], "application/json");
         let aggregate = e["subject"].as_str().unwrap();
@@ -477,5 +488,50 @@ async fn credentials_in_the_nats_url_are_used_and_never_printed() {
     assert!(
         !printed.contains("s3cr3t") && !printed.contains(&percent_encode(token)),
         "{printed}"
+    );
+}
+
+/// A copy of a store's database (`CREATE DATABASE ... TEMPLATE`, a restore under
+/// another name) holds its original's identity row; were it kept, the copy's workers
+/// would share the original's durable consumers on a shared NATS server.
+#[tokio::test]
+async fn a_copy_of_a_store_takes_an_identity_of_its_own_and_the_original_keeps_its() {
+    let original = common::fresh_db().await;
+    let identity = vulnledger::store::identity(&original.pool).await.unwrap();
+    assert_eq!(
+        vulnledger::store::identity(&original.pool).await.unwrap(),
+        identity,
+        "stable across calls"
+    );
+    original.pool.close().await;
+
+    let copy = format!("vulnledger_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&common::server_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        r#"CREATE DATABASE "{copy}" TEMPLATE "{}""#,
+        original.name
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let connect = |name: &str| {
+        let url = common::database_url_for(&common::server_url(), name);
+        async move { sqlx::PgPool::connect(&url).await.unwrap() }
+    };
+    let copied = connect(&copy).await;
+    let stored: uuid::Uuid = sqlx::query_scalar("SELECT id FROM store_identity")
+        .fetch_one(&copied)
+        .await
+        .unwrap();
+    assert_eq!(stored, identity, "the copy starts with the original's row");
+    let own = vulnledger::store::identity(&copied).await.unwrap();
+    assert_ne!(own, identity);
+    assert_eq!(vulnledger::store::identity(&copied).await.unwrap(), own);
+    let reopened = connect(&original.name).await;
+    assert_eq!(
+        vulnledger::store::identity(&reopened).await.unwrap(),
+        identity
     );
 }

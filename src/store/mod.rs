@@ -6,11 +6,13 @@
 //! which postgres-es cannot do (it inserts row by row and returns no positions).
 
 mod event_store;
+mod identity;
 pub mod reader;
 pub mod upcasters;
 pub mod wake;
 
 pub use event_store::{Alongside, Appended, EventStore, Loaded, NewEvent, StoreError};
+pub use identity::identity;
 pub use reader::{Checkpoint, OrderedReader, StoredEvent, Tail, UnreadableEvent};
 pub use upcasters::{Unreadable, Upcasters};
 
