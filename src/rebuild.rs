@@ -447,7 +447,7 @@ pub async fn status(pool: &PgPool) -> anyhow::Result<Vec<Status>> {
         let lag: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM events \
              WHERE (txid, position) > ($1::bigint::text::xid8, $2) \
-               AND txid < pg_snapshot_xmin(pg_current_snapshot())",
+               AND txid < (SELECT events_horizon())",
         )
         .bind(at.txid)
         .bind(at.position)

@@ -94,6 +94,39 @@ async fn a_late_committer_with_a_smaller_position_is_not_skipped() {
     assert_eq!(rest[0].aggregate_id, "b");
 }
 
+/// A transaction in another database of the same server can never write these
+/// events, so it must not hold the reader back (a long batch job of another
+/// application, another vulnledger's import). One of this database does, above.
+#[tokio::test]
+async fn an_open_transaction_in_another_database_does_not_hold_the_reader_back() {
+    let db = common::fresh_db().await;
+    let elsewhere = common::fresh_db().await;
+    let store = EventStore::new(db.pool.clone());
+    let reader = OrderedReader::new(db.pool.clone());
+    let tenant = Uuid::now_v7();
+
+    let mut long = elsewhere.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *long)
+        .await
+        .unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    store
+        .append(&mut conn, &[event(tenant, "here", 1)])
+        .await
+        .unwrap();
+
+    let batch = read_at_least(&reader, Checkpoint::START, 1).await;
+    let ids: Vec<&str> = batch.iter().map(|e| e.aggregate_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["here"],
+        "held back by the other database's transaction"
+    );
+    assert_eq!(reader.head().await.unwrap(), batch[0].checkpoint());
+    long.rollback().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_rolled_back_append_is_never_read() {
     let db = common::fresh_db().await;

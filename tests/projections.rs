@@ -415,13 +415,13 @@ async fn caught_up(
 }
 
 /// Waits until the ordered reader can read every stored event: until no transaction
-/// of the cluster that began before the last commit is still open.
+/// of this database that began before the last commit is still open.
 async fn until_readable(pool: &PgPool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let (stored, readable): (i64, i64) = sqlx::query_as(
             "SELECT count(*), \
-                    count(*) FILTER (WHERE txid < pg_snapshot_xmin(pg_current_snapshot())) \
+                    count(*) FILTER (WHERE txid < (SELECT events_horizon())) \
              FROM events",
         )
         .fetch_one(pool)

@@ -4,15 +4,16 @@
 //! can take position 10, stay open, and commit after another one took 11 and
 //! committed. A reader that followed `position > checkpoint` would move past 10 and
 //! never see it. Instead every row records its transaction id (`xid8`), and we read
-//! only rows whose transaction is older than the oldest transaction still running
-//! (`pg_snapshot_xmin(pg_current_snapshot())`): those are all finished, and every
-//! transaction that writes later gets a larger id. Ordering by (txid, position) is
-//! therefore a total order that only ever grows at the end, and a per-aggregate
-//! order too, because a later sequence can only be written after the earlier one
-//! committed.
+//! only rows whose transaction is older than the oldest transaction still running in
+//! this database (`events_horizon()`, migration `..._000017`): those are all
+//! finished, and every transaction that writes later gets a larger id. Ordering by
+//! (txid, position) is therefore a total order that only ever grows at the end, and
+//! a per-aggregate order too, because a later sequence can only be written after the
+//! earlier one committed.
 //!
-//! The cost: a long-running transaction anywhere in the cluster holds the horizon
-//! back (latency, not loss).
+//! The cost: a long-running write transaction in this database holds the horizon back
+//! (latency, not loss). Transactions of other databases on the same server do not:
+//! they cannot write these events.
 
 use std::time::Duration;
 
@@ -271,7 +272,7 @@ impl OrderedReader {
                     sequence, event_type, event_version, payload, metadata, recorded_at \
              FROM events \
              WHERE (txid, position) > ($1::bigint::text::xid8, $2) \
-               AND txid < pg_snapshot_xmin(pg_current_snapshot()) {filter} \
+               AND txid < (SELECT events_horizon()) {filter} \
              ORDER BY events.txid, events.position \
              LIMIT $3"
         )
@@ -286,7 +287,7 @@ impl OrderedReader {
     async fn head_on(conn: &mut PgConnection) -> Result<Checkpoint, sqlx::Error> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT txid::text::bigint, position FROM events \
-             WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
+             WHERE txid < (SELECT events_horizon()) \
              ORDER BY events.txid DESC, events.position DESC LIMIT 1",
         )
         .fetch_optional(conn)
