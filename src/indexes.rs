@@ -4,7 +4,7 @@
 
 use sqlx::PgConnection;
 use uuid::Uuid;
-use vulnledger_aggregates::{Approval, Finding, FindingStatus, Scan};
+use vulnledger_aggregates::{Approval, ApprovalStatus, Finding, FindingStatus, Scan};
 
 use crate::commands::Inline;
 use crate::store::Alongside;
@@ -90,8 +90,25 @@ impl Inline<Approval> for ApprovalIndex {
         .bind(approval.status.to_string())
         .bind(approval.requested_by)
         .bind(approval.requested_at)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+        if approval.status == ApprovalStatus::Approved {
+            // The approvals process manager makes the finding RISK_ACCEPTED after the
+            // approval commits; a finding resolved or marked a false positive while
+            // the request waited would never get there, and the approval would say
+            // APPROVED for nothing. Its row is locked until this commits, so a status
+            // change committed first is seen here, and one after it comes after the
+            // acceptance (RISK_ACCEPTED can be resolved).
+            sqlx::query(
+                "SELECT CASE WHEN status IN ('OPEN', 'CONFIRMED') THEN 0 \
+                             ELSE approval_finding_not_open(finding_id, status) END \
+                 FROM finding_index WHERE tenant_id = $1 AND finding_id = $2 FOR UPDATE",
+            )
+            .bind(tenant_id)
+            .bind(approval.finding_id)
+            .execute(conn)
+            .await?;
+        }
         Ok(())
     }
 }

@@ -90,7 +90,8 @@ async fn findings(client: &Client<'_>, severities: &[&str]) -> Vec<String> {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
+    let status = response.status();
+    assert_eq!(status, 200, "{}", response.text().await.unwrap());
     let mut ids = Vec::new();
     for i in 0..severities.len() {
         let id: Uuid = sqlx::query_scalar(
@@ -110,9 +111,9 @@ fn in_days(days: i64) -> String {
     (Utc::now() + chrono::Duration::days(days)).to_rfc3339()
 }
 
-/// Processes act on committed events, and a reader waits while any older
-/// transaction anywhere on the PostgreSQL cluster is open (see
-/// docs/architecture.md): on a busy shared server that can take seconds.
+/// Processes act on committed events, and a reader waits while any older write
+/// transaction of the test's database is open (see docs/architecture.md): on a busy
+/// machine that can take seconds.
 async fn wait_for_status(client: &Client<'_>, id: &str, status: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(45);
     loop {
@@ -470,6 +471,95 @@ async fn a_rejected_or_withdrawn_approval_leaves_the_finding_open() {
     for id in &ids {
         let (_, finding, _) = analyst.get(&format!("/api/v1/findings/{id}")).await;
         assert_eq!(finding["status"], "OPEN");
+    }
+}
+
+/// A request waits for a decision; meanwhile the finding may be resolved or marked a
+/// false positive. Approving it then would say APPROVED while the finding could
+/// never become RISK_ACCEPTED: it is refused, and the request stays open to be
+/// rejected or withdrawn. A finding only confirmed meanwhile still takes it.
+#[tokio::test]
+async fn an_approval_whose_finding_was_closed_meanwhile_is_refused_and_stays_pending() {
+    let app = common::spawn_app().await;
+    let (analyst, _) = client(&app, Role::Analyst).await;
+    let (lead, _) = client(&app, Role::SecurityLead).await;
+    let ids = findings(&analyst, &["HIGH", "HIGH", "HIGH"]).await;
+    let mut approvals = Vec::new();
+    for id in &ids {
+        let (status, opened) = analyst
+            .send(
+                reqwest::Method::POST,
+                &format!("/api/v1/findings/{id}/accept-risk"),
+                Some("\"1\""),
+                json!({ "justification": "behind the VPN", "expiresAt": in_days(30) }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{opened}");
+        approvals.push(opened["approvalId"].as_str().unwrap().to_owned());
+    }
+    for (id, to) in [
+        (&ids[0], "RESOLVED"),
+        (&ids[1], "FALSE_POSITIVE"),
+        (&ids[2], "CONFIRMED"),
+    ] {
+        let (status, body) = analyst
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/findings/{id}/status"),
+                Some("\"1\""),
+                json!({ "status": to, "justification": "checked by hand" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    for (approval, closed) in approvals[..2].iter().zip(["RESOLVED", "FALSE_POSITIVE"]) {
+        let (status, problem) = lead
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/approvals/{approval}/transition"),
+                Some("\"1\""),
+                json!({ "action": "approve", "comment": "fine" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(closed), "{detail}");
+        let (_, approval, etag) = lead.get(&format!("/api/v1/approvals/{approval}")).await;
+        assert_eq!(approval["status"], "PENDING", "{approval}");
+        assert_eq!(etag.as_deref(), Some("\"1\""));
+    }
+    // Still the requester's to withdraw.
+    let (status, body) = analyst
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/approvals/{}/transition", approvals[0]),
+            Some("\"1\""),
+            json!({ "action": "withdraw" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("WITHDRAWN"))
+    );
+
+    let (status, body) = lead
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/approvals/{}/transition", approvals[2]),
+            Some("\"1\""),
+            json!({ "action": "approve" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("APPROVED")),
+        "{body}"
+    );
+    wait_for_status(&analyst, &ids[2], "RISK_ACCEPTED").await;
+    for (id, status) in [(&ids[0], "RESOLVED"), (&ids[1], "FALSE_POSITIVE")] {
+        let (_, finding, _) = analyst.get(&format!("/api/v1/findings/{id}")).await;
+        assert_eq!(finding["status"], status);
     }
 }
 

@@ -165,6 +165,7 @@ impl From<StoreError> for Error {
                 Error::Conflict("this finding already has a pending approval".into())
             }
             StoreError::Duplicate(_) => Error::Conflict("it already exists".into()),
+            StoreError::Refused(why) => Error::Conflict(why),
             other => Error::Internal(other.into()),
         }
     }

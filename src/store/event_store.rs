@@ -22,6 +22,11 @@ pub enum StoreError {
     /// finding, refused the change.
     #[error("refused by the uniqueness rule {0}")]
     Duplicate(String),
+    /// A rule of command-side state that another aggregate's state decides refused
+    /// the change (SQLSTATE `VL409`, raised in the appending transaction); the
+    /// message says why.
+    #[error("{0}")]
+    Refused(String),
     #[error("event cannot be serialized: {0}")]
     Serialize(#[from] serde_json::Error),
     #[error(transparent)]
@@ -39,6 +44,9 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
                 Self::Duplicate(db.constraint().unwrap_or("unique").to_owned())
+            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("VL409") => {
+                Self::Refused(db.message().to_owned())
             }
             _ => Self::Database(error),
         }
