@@ -36,15 +36,23 @@ async fn a_pipeline_uploads_inline_and_the_gate_follows_open_findings() {
     )
     .unwrap();
 
-    let (status, started) = call(
-        &app,
-        &key,
-        reqwest::Method::POST,
-        "/api/v1/ci/scans",
-        Some(json!({ "target": "api:1", "scanner": "grype", "branch": "main", "report": report })),
-    )
-    .await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/ci/scans"))
+        .header("x-api-key", &key)
+        .json(&json!({ "target": "api:1", "scanner": "grype", "branch": "main", "report": report }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let position = response.headers().get("x-event-position").cloned();
+    let started: Value = response.json().await.unwrap();
     assert_eq!(status, 202, "{started}");
+    // Like every command's answer, the position of its last event, also as a header.
+    assert_eq!(
+        position.map(|p| p.to_str().unwrap().to_owned()),
+        Some(started["position"].to_string())
+    );
     assert_eq!(started["status"], "COMPLETED");
     assert_eq!(started["findings"]["new"], 5);
     let scan = started["scanId"].as_str().unwrap().to_owned();

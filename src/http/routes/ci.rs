@@ -154,7 +154,12 @@ pub async fn start(
             }
         }
     };
-    Ok((StatusCode::ACCEPTED, ApiJson(started)))
+    // Like every command's answer: a read may wait for it with `X-Min-Position`.
+    let position = [(
+        crate::http::command::EVENT_POSITION,
+        axum::http::HeaderValue::from(started.position),
+    )];
+    Ok((StatusCode::ACCEPTED, position, ApiJson(started)))
 }
 
 async fn load_scan(state: &AppState, principal: &Principal, id: Uuid) -> Result<Scan, Error> {
