@@ -177,7 +177,7 @@ async fn attempt(
             None => {
                 let id = Uuid::now_v7();
                 let events = Finding::default().decide(FindingCommand::DetectFinding {
-                    details: details(o, &asset, &scan.scanner),
+                    details: details(o, &asset, &scan.scanner, &scan.tags),
                     scan_id,
                     at,
                 })?;
@@ -278,11 +278,23 @@ async fn attempt(
     })
 }
 
-fn details(o: &Observed, asset: &str, scanner: &str) -> FindingDetails {
+/// A new finding's details. It carries its scan's tags (the user's own: `prod`,
+/// `team-a`) besides the report's, so that the `tag` filters of the finding list,
+/// the assets and the dashboard select what was tagged; the report's are dropped
+/// first if both together pass the cap, `suppressed` never.
+fn details(o: &Observed, asset: &str, scanner: &str, scan_tags: &[String]) -> FindingDetails {
     let f = o.finding;
-    let mut tags = f.tags.clone();
-    if f.suppressed && !tags.iter().any(|t| t == "suppressed") {
-        tags.push("suppressed".into());
+    let mut tags: Vec<String> = Vec::with_capacity(scan_tags.len() + f.tags.len() + 1);
+    if f.suppressed {
+        tags.push(importers::SUPPRESSED_TAG.to_owned());
+    }
+    for tag in scan_tags.iter().chain(&f.tags) {
+        if tags.len() == vulnledger_aggregates::text::MAX_TAGS {
+            break;
+        }
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
     }
     FindingDetails {
         fingerprint: o.fingerprint.clone(),
