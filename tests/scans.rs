@@ -485,9 +485,27 @@ async fn a_malformed_report_is_422_pointing_at_the_problem_and_changes_nothing()
     let client = analyst(&app).await;
     let (scan, _) = client.launch("app", "grype").await;
     let before = events(&app).await;
+    // A body that is not JSON at all is malformed: 400, as for any other body.
+    for body in [&b"{\"matches\": ["[..], b"<html>not a report</html>"] {
+        let response = client.upload(&scan, None, body.to_vec()).await;
+        assert_eq!(response.status(), 400);
+        let problem: Value = response.json().await.unwrap();
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not valid JSON"),
+            "{problem}"
+        );
+    }
     for (format, body) in [
-        (None, b"{\"matches\": [".to_vec()),
         (None, b"{\"hello\": \"world\"}".to_vec()),
+        // Lists of nothing or of anything are no Trivy report: taken for a clean one,
+        // they would resolve every open finding of the target and scanner.
+        (None, b"[]".to_vec()),
+        (None, b"[null]".to_vec()),
+        (None, b"[{\"foo\": 1}]".to_vec()),
+        (Some("grype"), b"[]".to_vec()),
         (Some("sarif"), report("grype/check_all_fields.json")),
         (Some("grype"), br#"{"matches":[{"vulnerability":{"id":"CVE-1","severity":"Bogus"},"artifact":{"name":"x","version":"1"}}]}"#.to_vec()),
         (Some("nonsense"), report("grype/check_all_fields.json")),
@@ -505,6 +523,46 @@ async fn a_malformed_report_is_422_pointing_at_the_problem_and_changes_nothing()
         .await
         .unwrap();
     assert_eq!(detail["status"], "QUEUED");
+    // Declared, an empty list is a Trivy report without results.
+    let response = client.upload(&scan, Some("trivy"), b"[]".to_vec()).await;
+    assert_eq!(response.status(), 200);
+}
+
+/// The scan's tags are the user's (`prod`, `team-a`); the `tag` filters of the
+/// finding list and the dashboard must find what the scan detected by them.
+#[tokio::test]
+async fn a_scans_tags_go_on_the_findings_it_detects() {
+    let app = common::spawn_app().await;
+    let client = analyst(&app).await;
+    let imported = client
+        .import("api:1", "grype", report("grype/check_all_fields.json"))
+        .await;
+    assert_eq!(imported["findings"]["new"], 5);
+    let position = imported["position"].to_string();
+    let read = |path: &'static str| {
+        let request = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(&client.token)
+            .header("x-min-position", position.clone());
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let tagged = read("/api/v1/findings?tag=prod&limit=200").await;
+    assert_eq!(tagged["meta"]["total"], 5, "{tagged}");
+    for finding in tagged["data"].as_array().unwrap() {
+        assert!(
+            finding["tags"].as_array().unwrap().contains(&json!("prod")),
+            "{finding}"
+        );
+    }
+    let none = read("/api/v1/findings?tag=staging").await;
+    assert_eq!(none["meta"]["total"], 0);
+    let kpis = read("/api/v1/dashboard/kpis?tag=prod").await;
+    assert_eq!(kpis["totalFindings"], 5, "{kpis}");
 }
 
 #[tokio::test]

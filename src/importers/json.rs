@@ -34,11 +34,15 @@ pub(crate) fn error(
         serde_json::error::Category::Data => pointer_at(bytes, e.line(), e.column()),
         _ => WHOLE_DOCUMENT.to_owned(),
     };
-    let message = match e.classify() {
-        serde_json::error::Category::Data => e.to_string(),
-        _ => format!("not valid JSON: {e}"),
-    };
-    ImportError::new(format, pointer, message)
+    match e.classify() {
+        serde_json::error::Category::Data => ImportError::new(format, pointer, e.to_string()),
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            ImportError::malformed(format, format!("not valid JSON: {e}"))
+        }
+        serde_json::error::Category::Io => {
+            ImportError::new(format, pointer, format!("not valid JSON: {e}"))
+        }
+    }
 }
 
 /// Renders path segments as an RFC 6901 pointer (`$` for the whole document).
@@ -269,7 +273,17 @@ pub(crate) fn sniff(bytes: &[u8]) -> Result<ReportFormat, SniffError> {
     let root: Root =
         serde_json::from_slice(bytes).map_err(|e| SniffError::NotJson(error(bytes, None, &e)))?;
     let keys = match root {
-        Root::Array => return Ok(ReportFormat::Trivy),
+        // An empty list says nothing of where it came from, and taken as a clean
+        // Trivy report it would resolve every open finding of the scan's target and
+        // scanner: only a declared `?format=trivy` reads it so.
+        Root::Array { empty: true } => {
+            return Err(SniffError::Unrecognized(unrecognized(
+                "the document is an empty list; if it is a Trivy report without results, \
+                 declare it with ?format=trivy"
+                    .to_owned(),
+            )))
+        }
+        Root::Array { empty: false } => return Ok(ReportFormat::Trivy),
         Root::Object(keys) => keys,
         Root::Scalar(kind) => {
             return Err(SniffError::Unrecognized(unrecognized(format!(
@@ -378,7 +392,10 @@ struct TopKeys {
 }
 
 enum Root {
-    Array,
+    /// A list, and whether it holds anything.
+    Array {
+        empty: bool,
+    },
     Object(TopKeys),
     Scalar(&'static str),
 }
@@ -410,8 +427,11 @@ impl<'de> Deserialize<'de> for Root {
                 Ok(Root::Scalar("null"))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Root, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Root::Array)
+                let mut empty = true;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    empty = false;
+                }
+                Ok(Root::Array { empty })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Root, A::Error> {
                 let mut keys = TopKeys::default();

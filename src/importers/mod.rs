@@ -228,6 +228,9 @@ pub struct ImportError {
     pub format: Option<ReportFormat>,
     pub pointer: String,
     pub message: String,
+    /// The body is not JSON at all (a syntax error, or cut short): a 400, where a
+    /// document that is JSON but no valid report is a 422.
+    pub malformed: bool,
 }
 
 fn format_label(format: &Option<ReportFormat>) -> &'static str {
@@ -244,6 +247,15 @@ impl ImportError {
             format,
             pointer: pointer.into(),
             message: message.into(),
+            malformed: false,
+        }
+    }
+
+    /// A body that is not JSON.
+    pub(crate) fn malformed(format: Option<ReportFormat>, message: impl Into<String>) -> Self {
+        Self {
+            malformed: true,
+            ..Self::new(format, WHOLE_DOCUMENT, message)
         }
     }
 }

@@ -25,6 +25,17 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(Vec<ImportedFinding>, Option<String
     // (where the result was found, the result): the place is the Kubernetes resource.
     let (results, tool): (Vec<(Option<String>, TrivyResult)>, _) = if legacy {
         let results: Vec<Option<TrivyResult>> = json::from_slice(bytes, FORMAT)?;
+        // Each entry names what was scanned: a list of anything else is no report.
+        if let Some(i) = results.iter().position(|r| match r {
+            Some(r) => r.target.is_none(),
+            None => results.iter().all(Option::is_none),
+        }) {
+            return Err(ImportError::new(
+                Some(FORMAT),
+                format!("/{i}"),
+                "missing field `Target` (each entry of a legacy Trivy report is a result)",
+            ));
+        }
         (
             results.into_iter().flatten().map(|r| (None, r)).collect(),
             None,

@@ -399,6 +399,9 @@ pub(crate) async fn ingest_parsed(
 }
 
 fn report_error(e: ImportError) -> Error {
+    if e.malformed {
+        return Error::BadRequest(format!("the report {}", e.message));
+    }
     Error::Validation(vec![FieldError {
         field: format!(
             "report{}",
