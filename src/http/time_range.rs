@@ -27,7 +27,7 @@ impl TimeRange {
                         field: name.to_owned(),
                         message: format!(
                             "{raw:?} is not an ISO-8601 date or time (e.g. 2026-01-05, \
-                             2026-01-05T15, 2026-01-05T15:53, 2026-01-05T15:53:00Z)"
+                             2026-01-05T15, 2026-01-05T15:53, 2026-01-05T15:53:00Z, 2026-01, 2026)"
                         ),
                     });
                     None
@@ -74,6 +74,11 @@ pub fn period(raw: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         Some((d, t)) => (d, Some(t.trim_end_matches(['Z', 'z']))),
         None => (raw, None),
     };
+    if time.is_none() {
+        if let Some(period) = month_or_year(date) {
+            return Some(period);
+        }
+    }
     let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
     let (time, length) = match time {
         None => (NaiveTime::MIN, Duration::days(1)),
@@ -95,6 +100,34 @@ pub fn period(raw: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     };
     let start = NaiveDateTime::new(date, time).and_utc();
     Some((start, start + length))
+}
+
+/// `2026-01` (that month) or `2026` (that year): ISO-8601's reduced precisions.
+fn month_or_year(raw: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let (year, month) = match raw.split_once('-') {
+        Some((y, m)) if digits(y, 4) && digits(m, 2) => (y.parse().ok()?, Some(m.parse().ok()?)),
+        None if digits(raw, 4) => (raw.parse().ok()?, None),
+        _ => return None,
+    };
+    let (start, end) = match month {
+        Some(m) => (
+            NaiveDate::from_ymd_opt(year, m, 1)?,
+            if m == 12 {
+                NaiveDate::from_ymd_opt(year + 1, 1, 1)?
+            } else {
+                NaiveDate::from_ymd_opt(year, m + 1, 1)?
+            },
+        ),
+        None => (
+            NaiveDate::from_ymd_opt(year, 1, 1)?,
+            NaiveDate::from_ymd_opt(year + 1, 1, 1)?,
+        ),
+    };
+    Some((
+        start.and_time(NaiveTime::MIN).and_utc(),
+        end.and_time(NaiveTime::MIN).and_utc(),
+    ))
 }
 
 #[cfg(test)]
@@ -127,6 +160,18 @@ mod tests {
             period("2026-01-05T16:53:00+01:00").map(|p| p.0),
             Some(at("2026-01-05T15:53:00Z"))
         );
+        assert_eq!(
+            period("2026-02"),
+            Some((at("2026-02-01T00:00:00Z"), at("2026-03-01T00:00:00Z")))
+        );
+        assert_eq!(
+            period("2026-12"),
+            Some((at("2026-12-01T00:00:00Z"), at("2027-01-01T00:00:00Z")))
+        );
+        assert_eq!(
+            period("2026"),
+            Some((at("2026-01-01T00:00:00Z"), at("2027-01-01T00:00:00Z")))
+        );
     }
 
     #[test]
@@ -137,7 +182,10 @@ mod tests {
             "2026-02-30",
             "2026-01-05T25",
             "",
-            "2026",
+            "2026-13",
+            "2026-1",
+            "20261",
+            "-2026",
         ] {
             assert_eq!(period(raw), None, "{raw}");
         }
